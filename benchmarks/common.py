@@ -1,0 +1,54 @@
+"""Shared by the benchmark scripts: a median timer and the RESULTS.md writer.
+
+Each benchmark owns one section of benchmarks/RESULTS.md, delimited by HTML
+comments, and rewrites only that section, so the scripts can be rerun in any
+order without clobbering each other's figures.
+"""
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def median_seconds(fn, repeats=20, warmup=3):
+    """Median wall time of fn() over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine_line():
+    """One line naming the machine, thread settings and BLAS environment of a run."""
+    blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                       "OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if k in os.environ}
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"environment: {blas or 'no BLAS/thread variables set'}")
+
+
+def write_section(name, markdown):
+    """Replace (or append) the section `name` of RESULTS.md with `markdown`."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+
+
+def markdown_table(header, rows):
+    """A markdown table from a header tuple and rows of already-formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

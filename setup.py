@@ -1,0 +1,22 @@
+"""Install tinymeta; the top-level kernels/ folder installs as tinymeta.kernels."""
+from setuptools import setup
+
+setup(
+    name="tinymeta",
+    version="0.1.0",
+    description="A from-scratch reverse-mode autodiff for gradient-based meta-learning "
+                "(MAML, first-order MAML, Reptile).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["tinymeta", "tinymeta.ops", "tinymeta.nn", "tinymeta.data", "tinymeta.meta",
+              "tinymeta.kernels"],
+    package_dir={"tinymeta": "tinymeta", "tinymeta.kernels": "kernels"},
+    package_data={"tinymeta.kernels": ["*.cu"]},
+    install_requires=["numpy>=1.24", "numba>=0.59"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
+        "gpu": ["cupy>=13"],
+    },
+)
