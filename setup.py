@@ -15,7 +15,7 @@ setup(
     package_data={"tinymeta.kernels": ["*.cu"]},
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60"],  # loaders are tested on real PNGs
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
     },

@@ -1,0 +1,13 @@
+"""The differentiable ops: primitives (one Function subclass each) and compositions."""
+from .composites import log_softmax, logsumexp, mean, relu, softmax, sub, var
+from .elementwise import (abs, add, astype, cos, div, exp, log, maximum, mul, neg, power, sigmoid,
+                          sin, sqrt, tanh, where)
+from .linalg import matmul
+from .reduce import max, sum
+from .shape import (broadcast_to, concatenate, getitem, permute, reshape, stack, sum_to,
+                    swapaxes, transpose)
+
+__all__ = ["abs", "add", "astype", "broadcast_to", "concatenate", "cos", "div", "exp", "getitem", "log",
+           "log_softmax", "logsumexp", "matmul", "max", "maximum", "mean", "mul", "neg", "permute",
+           "power", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt", "stack", "sub", "sum",
+           "sum_to", "swapaxes", "tanh", "transpose", "var", "where"]

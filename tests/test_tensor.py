@@ -1,0 +1,114 @@
+"""The Tensor type: construction, dtypes, operators, and the errors bad input gets."""
+import numpy as np
+import pytest
+
+import tinymeta as tm
+
+
+def test_python_floats_default_to_float32_and_arrays_keep_their_dtype():
+    assert tm.tensor([1.0, 2.0]).dtype == np.float32
+    assert tm.tensor(np.zeros(2)).dtype == np.float64
+    assert tm.tensor([1, 2]).dtype.kind == "i"
+
+
+def test_tensor_copies_its_data():
+    a = np.ones(2)
+    t = tm.tensor(a)
+    a[0] = 5.0
+    assert t.data[0] == 1.0
+
+
+def test_array_facts_and_conversions():
+    t = tm.tensor(np.arange(6.0).reshape(2, 3))
+    assert (t.shape, t.ndim, t.size, len(t)) == ((2, 3), 2, 6, 2)
+    assert t[1, 2].item() == 5.0
+    assert isinstance(t.numpy(), np.ndarray)
+    with pytest.raises(ValueError, match=r"item: tensor of shape \(2, 3\) has 6 elements"):
+        t.item()
+
+
+def test_detach_cuts_the_graph():
+    x = tm.tensor([1.0], requires_grad=True)
+    d = (x * 2.0).detach()
+    assert not d.requires_grad and d.is_leaf
+
+
+def test_scalars_keep_the_tensor_dtype():
+    x = tm.tensor(np.ones(2, dtype=np.float32))
+    for y in (x * 2.0, 2.0 * x, x + 1, 1 - x, x / 3.0, 3.0 / x, x ** 2, 2.0 ** x, -x):
+        assert y.dtype == np.float32
+
+
+def test_numpy_scalars_on_the_left_use_tensor_operators():
+    x = tm.tensor(np.ones(2))
+    y = np.float64(2.0) * x
+    assert isinstance(y, tm.Tensor)
+
+
+def test_comparisons_return_boolean_tensors_without_grad():
+    x = tm.tensor(np.array([1.0, -1.0]), requires_grad=True)
+    mask = x > 0
+    assert mask.dtype == np.bool_ and not mask.requires_grad
+    np.testing.assert_array_equal(mask.data, [True, False])
+    np.testing.assert_array_equal((x == x).data, [True, True])
+
+
+def test_random_constructors_need_a_generator_and_are_reproducible():
+    a = tm.randn((3,), np.random.default_rng(7))
+    b = tm.randn((3,), np.random.default_rng(7))
+    np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        tm.randn((3,), 7)
+
+
+def test_constructors_shapes_and_dtypes():
+    assert tm.zeros((2, 3)).shape == (2, 3)
+    assert tm.ones(4, dtype=np.float64).dtype == np.float64
+    assert tm.full((2,), 3.0).data.tolist() == [3.0, 3.0]
+    assert tm.rand((2,), np.random.default_rng(0)).data.max() < 1.0
+
+
+def test_repr_reads_like_pytorch():
+    x = tm.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    assert repr(x) == "tensor([1., 2.], dtype=float64, requires_grad=True)"
+    assert "grad_fn=mul" in repr(x * 2.0).lower()
+
+
+# --- errors ---------------------------------------------------------------
+@pytest.mark.parametrize("op, name", [(lambda a, b: a + b, "add"), (lambda a, b: a * b, "mul"),
+                                      (lambda a, b: a / b, "div"), (lambda a, b: tm.maximum(a, b), "maximum")])
+def test_binary_shape_mismatch_names_the_op_and_both_shapes(op, name):
+    a, b = tm.tensor(np.ones((2, 3))), tm.tensor(np.ones((4,)))
+    with pytest.raises(ValueError, match=rf"{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
+        op(a, b)
+
+
+def test_subtraction_mismatch_is_reported_too():
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4,\)"):
+        tm.tensor(np.ones((2, 3))) - tm.tensor(np.ones(4))
+
+
+def test_matmul_mismatch_names_the_inner_dimensions():
+    a, b = tm.tensor(np.ones((2, 3))), tm.tensor(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not align.*\(3\).*\(4\)"):
+        a @ b
+
+
+def test_mixed_float_precision_is_an_error_not_an_upcast():
+    with pytest.raises(TypeError, match="add: operands have dtypes float32 and float64"):
+        tm.tensor(np.ones(2, np.float32)) + tm.tensor(np.ones(2))
+
+
+def test_reshape_and_index_errors_name_the_op():
+    x = tm.tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"reshape: cannot reshape tensor of shape \(2, 3\) \(6 elements\) into shape \(4,\)"):
+        x.reshape(4)
+    with pytest.raises(IndexError, match=r"getitem: index .* shape \(2, 3\)"):
+        x[5]
+    with pytest.raises(ValueError, match="sum: axis 2 is out of range"):
+        x.sum(axis=2)
+
+
+def test_truth_value_of_many_elements_is_ambiguous():
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(tm.tensor(np.ones(2)) > 0)

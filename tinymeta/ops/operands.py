@@ -1,0 +1,50 @@
+"""Turning op arguments into Tensors of one dtype.
+
+Python numbers and arrays given to an op become constant tensors (they require
+no grad). A number takes the dtype of the tensor it meets, so `x * 2` keeps
+float32 data float32. Two floating tensors of different precision are an
+error rather than a silent upcast: mixed precision in a gradient check would
+hide exactly the errors the check is meant to find.
+"""
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def as_tensor(value, dtype=None):
+    """`value` as a Tensor; numbers and arrays become constants (of `dtype` if given)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, int, float)) and dtype is not None:
+        return Tensor(np.asarray(value, dtype=dtype))
+    if isinstance(value, (np.ndarray, np.generic)):
+        return Tensor(np.asarray(value))
+    if isinstance(value, (bool, int, float, list, tuple)):
+        data = np.asarray(value)
+        return Tensor(data.astype(np.float32) if data.dtype == np.float64 else data)
+    raise TypeError(f"expected a Tensor, number or array, got {type(value).__name__}")
+
+
+def binary_operands(a, b, op):
+    """Both operands of a binary op as Tensors of a common dtype."""
+    if type(a) is not Tensor:
+        b = as_tensor(b)
+        a = as_tensor(a, b.data.dtype)
+    elif type(b) is not Tensor:
+        b = as_tensor(b, a.data.dtype)
+    da, db = a.data.dtype, b.data.dtype
+    if da is db or da == db:
+        return a, b
+    return _unify_dtypes(a, b, op)
+
+
+def _unify_dtypes(a, b, op):
+    fa, fb = a.data.dtype.kind in "fc", b.data.dtype.kind in "fc"
+    if fa and fb:
+        raise TypeError(f"{op}: operands have dtypes {a.dtype} and {b.dtype}; "
+                        "convert one with .astype() so both match")
+    if fa:  # b is an integer or boolean constant
+        return a, Tensor(b.data.astype(a.data.dtype))
+    if fb:
+        return Tensor(a.data.astype(b.data.dtype)), b
+    return a, b
