@@ -15,7 +15,8 @@ setup(
     package_data={"tinymeta.kernels": ["*.cu"]},
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60"],  # loaders are tested on real PNGs
+        # the loaders are tested on real PNGs and the examples (which plot) are run by the tests
+        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5"],
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
     },

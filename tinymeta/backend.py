@@ -31,3 +31,22 @@ def get_array_module(*arrays):
             if cupy is not None and isinstance(a, cupy.ndarray):
                 return cupy
     return numpy
+
+
+_kernel_modules = {}
+
+
+def kernels_for(*arrays):
+    """The conv/pool kernel module for the arrays' device (numba on the CPU).
+
+    Imported on first use, so `import tinymeta` does not pay for numba until a
+    convolution runs.
+    """
+    xp = get_array_module(*arrays)
+    if xp not in _kernel_modules:
+        if xp is numpy:
+            from . import kernels as cpu_kernels
+            _kernel_modules[xp] = cpu_kernels
+        else:
+            raise NotImplementedError("conv and pool kernels for cupy arrays are not available yet")
+    return _kernel_modules[xp]

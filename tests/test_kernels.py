@@ -1,0 +1,225 @@
+"""The CPU kernels (tinymeta.kernels) against their numpy references, and the
+references against independent checks: a direct loop and the adjoint identities."""
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tinymeta.kernels as K
+from tinymeta.kernels import conv2d, reference as R
+
+TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def assert_close(actual, expected, dtype):
+    """Same shape, the expected dtype, and max |actual - expected| <= tol * max |expected|."""
+    assert actual.shape == expected.shape and actual.dtype == dtype
+    scale = max(float(np.abs(expected).max(initial=0.0)), np.finfo(dtype).tiny)
+    assert float(np.abs(actual - expected).max(initial=0.0)) <= TOLERANCE[np.dtype(dtype).type] * scale
+
+
+@st.composite
+def conv_cases(draw):
+    """(x, w, grad_y, stride, padding) with the padded input at least the kernel."""
+    dtype = draw(dtypes)
+    n, c, o = draw(st.integers(1, 5)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride, padding = draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    assume(kh <= h + 2 * padding and kw <= w + 2 * padding)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    x, weight, grad_y = (rng.standard_normal(shape).astype(dtype)
+                         for shape in [(n, c, h, w), (o, c, kh, kw), (n, o, ho, wo)])
+    return x, weight, grad_y, stride, padding
+
+
+# Small chunks split a batch into several im2col chunks, the last one shorter.
+chunk_columns = st.sampled_from([1, 40, conv2d.CHUNK_COLUMNS])
+
+
+@settings(deadline=None, max_examples=40)
+@given(conv_cases(), chunk_columns)
+def test_conv2d_matches_reference(case, chunk):
+    x, w, grad_y, stride, padding = case
+    with mock.patch.object(conv2d, "CHUNK_COLUMNS", chunk):
+        assert_close(K.conv2d_forward(x, w, stride, padding),
+                     R.conv2d_forward(x, w, stride, padding), x.dtype)
+        assert_close(K.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding),
+                     R.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding), x.dtype)
+        assert_close(K.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding),
+                     R.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding), x.dtype)
+
+
+@st.composite
+def pool_cases(draw):
+    """(x, kernel, stride); x sometimes drawn from {0, 1, 2} to make ties common."""
+    dtype = draw(dtypes)
+    n, c = draw(st.integers(1, 5)), draw(st.integers(1, 8))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    kernel, stride = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    assume(kernel <= min(h, w))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        x = rng.integers(0, 3, (n, c, h, w)).astype(dtype)
+    else:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    return x, kernel, stride
+
+
+@settings(deadline=None, max_examples=40)
+@given(pool_cases())
+def test_max_pool2d_matches_reference(case):
+    x, kernel, stride = case
+    y, argmax = K.max_pool2d_forward(x, kernel, stride)
+    y_ref, argmax_ref = R.max_pool2d_forward(x, kernel, stride)
+    assert y.dtype == x.dtype and argmax.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    rng = np.random.default_rng(0)
+    grad_y = rng.standard_normal(y.shape).astype(x.dtype)
+    assert_close(K.max_pool2d_backward(grad_y, argmax, x.shape[2:]),
+                 R.max_pool2d_backward(grad_y, argmax, x.shape[2:]), x.dtype)
+    grad_x = rng.standard_normal(x.shape).astype(x.dtype)
+    assert_close(K.max_pool2d_gather(grad_x, argmax), R.max_pool2d_gather(grad_x, argmax), x.dtype)
+
+
+def direct_conv(x, w, stride, padding):
+    """The convolution sum written out as loops, one output element at a time."""
+    n, c, h, width = x.shape
+    o, _, kh, kw = w.shape
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1
+    y = np.zeros((n, o, ho, wo))
+    for b in range(n):
+        for f in range(o):
+            for i in range(ho):
+                for j in range(wo):
+                    for ch in range(c):
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r, s = i * stride + di - padding, j * stride + dj - padding
+                                if 0 <= r < h and 0 <= s < width:
+                                    y[b, f, i, j] += w[f, ch, di, dj] * x[b, ch, r, s]
+    return y
+
+
+CONV_FIXED = [((2, 3, 5, 4), (4, 3, 3, 2), 1, 1), ((2, 2, 7, 6), (3, 2, 3, 3), 2, 1),
+              ((1, 2, 5, 5), (2, 2, 2, 4), 3, 2), ((3, 1, 4, 4), (2, 1, 1, 1), 1, 0)]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", CONV_FIXED)
+def test_conv2d_reference_equals_direct_loop(x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    np.testing.assert_allclose(R.conv2d_forward(x, w, stride, padding),
+                               direct_conv(x, w, stride, padding), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("module", [R, K], ids=["reference", "kernels"])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", CONV_FIXED)
+def test_conv2d_adjoint_identities(module, x_shape, w_shape, stride, padding):
+    """<conv(x, w), gy> = <x, grad_input(gy, w)> = <w, grad_weight(x, gy)>."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y = module.conv2d_forward(x, w, stride, padding)
+    grad_y = rng.standard_normal(y.shape)
+    lhs = np.vdot(y, grad_y)
+    np.testing.assert_allclose(
+        np.vdot(x, module.conv2d_grad_input(grad_y, w, x_shape[2:], stride, padding)), lhs, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.vdot(w, module.conv2d_grad_weight(x, grad_y, w_shape[2:], stride, padding)), lhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("module", [R, K], ids=["reference", "kernels"])
+def test_max_pool2d_by_hand_and_adjoint(module):
+    """A 2x2 pool written out by hand (a tie picks the first maximum), then
+    <backward(gy), gx> = <gy, gather(gx)> with overlapping windows."""
+    x = np.array([[[[1., 5., 2., 2.],
+                    [3., 4., 2., 0.],
+                    [0., 1., 7., 7.]]]])
+    y, argmax = module.max_pool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(y, [[[[5., 2.]]]])
+    np.testing.assert_array_equal(argmax, [[[[1, 2]]]])
+    y, argmax = module.max_pool2d_forward(x, 2, 1)  # overlapping windows share maxima
+    np.testing.assert_array_equal(argmax, [[[[1, 1, 2], [5, 10, 10]]]])
+    rng = np.random.default_rng(3)
+    grad_y, grad_x = rng.standard_normal(y.shape), rng.standard_normal(x.shape)
+    np.testing.assert_allclose(np.vdot(module.max_pool2d_backward(grad_y, argmax, x.shape[2:]), grad_x),
+                               np.vdot(grad_y, module.max_pool2d_gather(grad_x, argmax)), rtol=1e-12)
+
+
+def test_max_pool2d_propagates_nan():
+    x = np.array([[[[1., np.nan], [3., 2.]]]])
+    y, argmax = K.max_pool2d_forward(x, 2, 2)
+    assert np.isnan(y).all() and argmax.item() == 1
+
+
+def test_non_contiguous_inputs():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 7, 3, 2)).transpose(3, 2, 0, 1)[:, :, ::2, :]  # (2, 3, 3, 7)
+    w = rng.standard_normal((3, 3, 4, 2)).transpose(2, 1, 3, 0)  # (4, 3, 2, 3)
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous
+    y = K.conv2d_forward(x, w, 1, 1)
+    np.testing.assert_allclose(y, R.conv2d_forward(x, w, 1, 1), rtol=1e-12)
+    grad_y = rng.standard_normal(y.shape[::-1]).T  # a transposed view of y's shape
+    np.testing.assert_allclose(K.conv2d_grad_input(grad_y, w, (3, 7), 1, 1),
+                               R.conv2d_grad_input(grad_y, w, (3, 7), 1, 1), rtol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, grad_y, (2, 3), 1, 1),
+                               R.conv2d_grad_weight(x, grad_y, (2, 3), 1, 1), rtol=1e-12)
+    pooled, argmax = K.max_pool2d_forward(x, 2, 1)
+    np.testing.assert_array_equal(pooled, R.max_pool2d_forward(x, 2, 1)[0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: K.conv2d_forward(np.zeros((1, 3, 5, 5)), np.zeros((2, 4, 3, 3))), "3 channels"),
+    (lambda: K.conv2d_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 5, 5)), 1, 1), "does not fit"),
+    (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), 0), "stride"),
+    (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), 1, -1), "padding"),
+    (lambda: K.conv2d_forward(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3))), "4-d"),
+    (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3), np.float32)), "dtype"),
+    (lambda: K.conv2d_grad_input(np.zeros((1, 2, 3, 3)), np.zeros((2, 1, 3, 3)), (5, 6)), "grad_y"),
+    (lambda: K.conv2d_grad_weight(np.zeros((2, 1, 5, 5)), np.zeros((1, 2, 3, 3)), (3, 3)), "grad_y"),
+    (lambda: K.max_pool2d_forward(np.zeros((1, 1, 2, 2)), 3, 1), "larger than"),
+    (lambda: K.max_pool2d_forward(np.zeros((1, 1, 2, 2)), 1, 0), "positive"),
+    (lambda: K.max_pool2d_backward(np.zeros((1, 1, 1, 1)), np.array([[[[4]]]]), (2, 2)), "outside"),
+    (lambda: K.max_pool2d_gather(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1))), "integers"),
+])
+def test_invalid_arguments_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+NO_JIT_SCRIPT = """
+import numpy as np
+import tinymeta.kernels as K
+from tinymeta.kernels import conv2d, reference as R
+assert not hasattr(conv2d._im2col, "py_func"), "numba JIT is still on"
+rng = np.random.default_rng(5)
+x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
+for stride in (1, 2):
+    y = K.conv2d_forward(x, w, stride, 1)
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(y, R.conv2d_forward(x, w, stride, 1), rtol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_input(gy, w, (5, 4), stride, 1),
+                               R.conv2d_grad_input(gy, w, (5, 4), stride, 1), rtol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, gy, (3, 2), stride, 1),
+                               R.conv2d_grad_weight(x, gy, (3, 2), stride, 1), rtol=1e-12)
+y, argmax = K.max_pool2d_forward(x, 2, 1)
+np.testing.assert_array_equal(argmax, R.max_pool2d_forward(x, 2, 1)[1])
+np.testing.assert_allclose(K.max_pool2d_backward(y, argmax, (5, 4)),
+                           R.max_pool2d_backward(y, argmax, (5, 4)))
+np.testing.assert_array_equal(K.max_pool2d_gather(x, argmax), R.max_pool2d_gather(x, argmax))
+"""
+
+
+def test_kernels_are_correct_without_jit():
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

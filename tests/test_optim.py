@@ -1,0 +1,83 @@
+"""Optimizers: the update formulas, checkpoints, and a training run that learns."""
+import numpy as np
+import pytest
+
+import tinymeta as tm
+from tinymeta import nn
+from tinymeta.nn import functional as F
+from tinymeta.optim import SGD, Adam, sgd_step
+
+
+def param(values):
+    return tm.tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
+
+
+def test_sgd_with_momentum_and_weight_decay_follows_the_formula():
+    p = param([1.0, -2.0])
+    opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    g1, g2 = np.array([0.5, 1.0]), np.array([-1.0, 0.25])
+    opt.step([g1])
+    v = g1 + 0.01 * np.array([1.0, -2.0])
+    expected = np.array([1.0, -2.0]) - 0.1 * v
+    np.testing.assert_allclose(p.data, expected)
+    opt.step([g2])
+    v = 0.9 * v + g2 + 0.01 * expected
+    np.testing.assert_allclose(p.data, expected - 0.1 * v)
+
+
+def test_adam_follows_the_formula_for_two_steps():
+    p = param([1.0])
+    opt = Adam({"p": p}, lr=0.01)
+    m = v = 0.0
+    value = 1.0
+    for t, g in enumerate([0.3, -0.7], start=1):
+        p.grad = tm.tensor(np.array([g]))
+        opt.step()
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        value -= 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        assert p.data[0] == pytest.approx(value, rel=1e-12)
+
+
+def test_adam_checkpoint_resumes_exactly():
+    a, b = param([1.0, 2.0]), param([1.0, 2.0])
+    opt_a, opt_b = Adam([a], lr=0.1), Adam([b], lr=0.1)
+    opt_a.step([np.array([1.0, -1.0])])
+    opt_b.load_state_dict(opt_a.state_dict())
+    with tm.no_grad():
+        b.copy_(a)
+    opt_a.step([np.array([0.5, 0.5])])
+    opt_b.step([np.array([0.5, 0.5])])
+    np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_step_rejects_gradients_of_the_wrong_shape():
+    opt = SGD([param([1.0, 2.0])], lr=0.1)
+    with pytest.raises(ValueError, match=r"gradient for '0' has shape \(3,\), parameter has \(2,\)"):
+        opt.step([np.ones(3)])
+
+
+def test_sgd_step_returns_new_differentiable_tensors():
+    p = param([2.0])
+    new = sgd_step({"p": p}, [p * p], lr=0.1)  # p - 0.1 p^2
+    assert new["p"] is not p and p.data[0] == 2.0
+    assert tm.grad(new["p"].sum(), p).item() == pytest.approx(1 - 0.2 * 2.0)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda ps: SGD(ps, lr=0.5, momentum=0.9),
+                                            lambda ps: Adam(ps, lr=0.05)], ids=["sgd", "adam"])
+def test_training_lowers_the_loss_on_a_separable_problem(make_optimizer):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2)).astype(np.float32)
+    labels = (x[:, 0] + 2 * x[:, 1] > 0).astype(np.int64)
+    model = nn.Sequential(nn.Linear(2, 16, rng), nn.ReLU(), nn.Linear(16, 2, rng))
+    opt = make_optimizer(model.parameters_dict())
+    inputs = tm.tensor(x)
+    first = F.cross_entropy(model(inputs), labels).item()
+    for _ in range(60):
+        loss = F.cross_entropy(model(inputs), labels)
+        model.zero_grad()
+        loss.backward()
+        opt.step()
+    final = F.cross_entropy(model(inputs), labels)
+    assert final.item() < 0.3 * first
+    assert F.accuracy(model(inputs), labels) > 0.95

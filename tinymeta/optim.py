@@ -1,0 +1,123 @@
+"""Optimizers over named parameters, and the functional SGD step of inner loops.
+
+`SGD` and `Adam` update parameter tensors in place (under no_grad) from their
+`.grad`, or from gradients passed to `step`. Their state (momentum buffers,
+Adam's moments, the step count) is plain arrays, saved and restored with
+`state_dict()` / `load_state_dict()` for checkpoints. The arithmetic uses array
+operators only, so it runs wherever the parameters live.
+
+`sgd_step` is different: it returns *new* tensors, p - lr * g, built with the
+differentiable ops, so that MAML can differentiate through it.
+"""
+from collections import OrderedDict
+
+from .grad_mode import no_grad
+from .tensor import Tensor
+
+
+def sgd_step(params, grads, lr):
+    """{name: p - lr * g}: one plain gradient step as new tensors (never in place)."""
+    if len(params) != len(grads):
+        raise ValueError(f"sgd_step: {len(params)} parameters but {len(grads)} gradients")
+    return OrderedDict((name, p - lr * g) for (name, p), g in zip(params.items(), grads))
+
+
+class Optimizer:
+    """Shared bookkeeping: named parameters, where gradients come from, and checkpoints."""
+
+    def __init__(self, params, lr):
+        if isinstance(params, dict):
+            self.params = OrderedDict(params)
+        else:
+            self.params = OrderedDict((str(i), p) for i, p in enumerate(params))
+        for name, p in self.params.items():
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{type(self).__name__}: parameter {name!r} must be a Tensor that requires grad")
+        if lr <= 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
+        self.lr = lr
+        self.step_count = 0
+        self.state = {name: {} for name in self.params}
+
+    def _gradients(self, grads):
+        """Gradient arrays by name, from `grads` (a dict or a sequence) or from each `.grad`."""
+        if grads is None:
+            pairs = [(name, p.grad) for name, p in self.params.items()]
+        elif isinstance(grads, dict):
+            pairs = [(name, grads.get(name)) for name in self.params]
+        else:
+            grads = list(grads)
+            if len(grads) != len(self.params):
+                raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
+                                 f"{len(self.params)} parameters")
+            pairs = list(zip(self.params, grads))
+        out = {}
+        for name, g in pairs:
+            if g is None:
+                continue  # a parameter that got no gradient is left as it is
+            g = g.data if isinstance(g, Tensor) else g
+            if g.shape != self.params[name].shape:
+                raise ValueError(f"{type(self).__name__}.step: gradient for {name!r} has shape {g.shape}, "
+                                 f"parameter has {self.params[name].shape}")
+            out[name] = g
+        return out
+
+    def step(self, grads=None):
+        """Update every parameter in place from its gradient."""
+        self.step_count += 1
+        with no_grad():
+            for name, g in self._gradients(grads).items():
+                p = self.params[name]
+                p.copy_(self.update(p.data, g, self.state[name]))
+
+    def zero_grad(self):
+        for p in self.params.values():
+            p.grad = None
+
+    def state_dict(self):
+        return {"lr": self.lr, "step_count": self.step_count,
+                "state": {name: {k: v.copy() for k, v in s.items()} for name, s in self.state.items()}}
+
+    def load_state_dict(self, state):
+        if set(state["state"]) != set(self.params):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: checkpoint has parameters "
+                           f"{sorted(state['state'])}, this optimizer {sorted(self.params)}")
+        self.lr, self.step_count = state["lr"], state["step_count"]
+        self.state = {name: {k: v.copy() for k, v in s.items()} for name, s in state["state"].items()}
+
+
+class SGD(Optimizer):
+    """p <- p - lr * v, with v = momentum * v + (g + weight_decay * p) (v = g without momentum)."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+
+    def update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = state.get("velocity")
+            state["velocity"] = g.copy() if v is None else self.momentum * v + g
+            g = state["velocity"]
+        return p - self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba): bias-corrected moving averages m of g and v of g^2;
+    p <- p - lr * m_hat / (sqrt(v_hat) + eps)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    def update(self, p, g, state):
+        b1, b2 = self.betas
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m = state["m"] = b1 * state.get("m", 0.0) + (1 - b1) * g
+        v = state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g * g
+        t = self.step_count
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        return p - self.lr * m_hat / (v_hat ** 0.5 + self.eps)
