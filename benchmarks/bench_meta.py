@@ -1,0 +1,169 @@
+"""One meta-iteration of MAML (second order) and first-order MAML: tinymeta against PyTorch.
+
+Sine: the MAML paper's setting, a 1-40-40-1 ReLU MLP, meta-batch 25 tasks, K = 10
+support and 10 query points, one inner SGD step (lr 0.01), float32. tinymeta is
+timed both as the per-task loop a reader writes first and vectorised over the
+meta-batch (one batched pass with a task axis on the parameters); PyTorch as the
+standard per-task loop with torch.autograd.grad(create_graph=True).
+
+Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
+step (lr 0.4), the 4-block stride-2 conv net with batch norm, float32; per-task
+loops on both sides (conv and batch norm have no task axis).
+
+    python benchmarks/bench_meta.py            # both
+    python benchmarks/bench_meta.py sine       # or one of them
+"""
+import datetime
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import machine_line, markdown_table, median_seconds, write_section  # noqa: E402
+
+import numba  # noqa: E402
+
+from tinymeta.data import Examples, SineTasks, Task  # noqa: E402
+from tinymeta.meta import MAML  # noqa: E402
+from tinymeta.nn import omniglot_cnn, sine_mlp  # noqa: E402
+from tinymeta.nn.functional import cross_entropy  # noqa: E402
+
+META_BATCH, INNER_LR = 25, 0.01
+
+
+def tinymeta_meta_iteration(model, tasks, first_order, vectorize):
+    maml = MAML(model, INNER_LR, 1, first_order=first_order, vectorize=vectorize)
+    return lambda: maml.meta_gradients(tasks)
+
+
+def torch_meta_iteration(torch, params, tasks, first_order):
+    data = [[torch.tensor(a) for a in (t.support.inputs, t.support.targets, t.query.inputs, t.query.targets)]
+            for t in tasks]
+
+    def forward(p, x):
+        h = torch.relu(x @ p[0] + p[1])
+        h = torch.relu(h @ p[2] + p[3])
+        return h @ p[4] + p[5]
+
+    def meta_iteration():
+        total = 0.0
+        for xs, ys, xq, yq in data:
+            inner = ((forward(params, xs) - ys) ** 2).mean()
+            grads = torch.autograd.grad(inner, params, create_graph=not first_order)
+            theta = [p - INNER_LR * g for p, g in zip(params, grads)]
+            total = total + ((forward(theta, xq) - yq) ** 2).mean()
+        return torch.autograd.grad(total / len(data), params)
+
+    return meta_iteration
+
+
+def sine():
+    rng = np.random.default_rng(0)
+    model = sine_mlp(np.random.default_rng(1))
+    tasks = SineTasks(10, 10).sample(META_BATCH, rng)
+    timings = {}
+    for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
+        timings[(order, "tinymeta, per-task loop")] = tinymeta_meta_iteration(model, tasks, first_order, False)
+        timings[(order, "tinymeta, vectorised over tasks")] = tinymeta_meta_iteration(model, tasks, first_order, True)
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+        params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
+        for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
+            timings[(order, "PyTorch eager, per-task loop")] = torch_meta_iteration(torch, params, tasks, first_order)
+        ours = MAML(model, INNER_LR, 1, vectorize=True).meta_gradients(tasks)[1]
+        theirs = torch_meta_iteration(torch, params, tasks, False)()
+        for g, t in zip(ours.values(), theirs):
+            np.testing.assert_allclose(g.data, t.numpy(), rtol=1e-3, atol=1e-5)  # same meta-gradient
+        torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:
+        torch_note = "PyTorch not installed: its rows are missing"
+
+    medians = {key: median_seconds(fn, repeats=40, warmup=5) for key, fn in timings.items()}
+    rows = []
+    for (order, impl), seconds in medians.items():
+        torch_time = medians.get((order, "PyTorch eager, per-task loop"))
+        rows.append((order, impl, f"{seconds * 1e3:.2f}", f"{seconds / torch_time:.2f}x" if torch_time else "n/a"))
+    table = markdown_table(("meta-iteration", "implementation", "median ms", "vs PyTorch"), rows)
+    print(table)
+    write_section("meta-sine", "\n\n".join([
+        "## One meta-iteration, sine (meta-batch 25, K = 10, one inner step), float32",
+        f"`python benchmarks/bench_meta.py`, {datetime.date.today()}; {machine_line()}; {torch_note}.",
+        table]))
+
+
+# --- Omniglot ---------------------------------------------------------------------
+WAY, SHOT, QUERY, OMNIGLOT_BATCH, OMNIGLOT_LR = 5, 1, 15, 32, 0.4
+
+
+def omniglot_tasks(rng):
+    """Random 28x28 images: the timing does not depend on what the pixels show."""
+    def examples(k):
+        return Examples(rng.random((WAY * k, 1, 28, 28), dtype=np.float32), np.repeat(np.arange(WAY), k))
+    return [Task(examples(SHOT), examples(QUERY)) for _ in range(OMNIGLOT_BATCH)]
+
+
+def torch_omniglot_iteration(torch, params, tasks, first_order):
+    functional = torch.nn.functional
+    data = [[torch.tensor(a) for a in (t.support.inputs, t.support.targets, t.query.inputs, t.query.targets)]
+            for t in tasks]
+
+    def forward(p, x):
+        for block in range(4):
+            w, b, gamma, beta = p[4 * block: 4 * block + 4]
+            x = functional.conv2d(x, w, b, stride=2, padding=1)
+            x = functional.relu(functional.batch_norm(x, None, None, gamma, beta, training=True))
+        return x.flatten(1) @ p[16] + p[17]
+
+    def meta_iteration():
+        total = 0.0
+        for xs, ys, xq, yq in data:
+            inner = functional.cross_entropy(forward(params, xs), ys)
+            grads = torch.autograd.grad(inner, params, create_graph=not first_order)
+            theta = [p - OMNIGLOT_LR * g for p, g in zip(params, grads)]
+            total = total + functional.cross_entropy(forward(theta, xq), yq)
+        return torch.autograd.grad(total / len(data), params)
+
+    return meta_iteration
+
+
+def omniglot():
+    model = omniglot_cnn(WAY, np.random.default_rng(0))
+    tasks = omniglot_tasks(np.random.default_rng(1))
+    timings = {}
+    for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
+        maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy)
+        timings[(order, "tinymeta")] = lambda maml=maml: maml.meta_gradients(tasks)
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+        params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
+        for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
+            timings[(order, "PyTorch eager")] = torch_omniglot_iteration(torch, params, tasks, first_order)
+        ours = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy).meta_gradients(tasks)[1]
+        theirs = torch_omniglot_iteration(torch, params, tasks, False)()
+        for g, t in zip(ours.values(), theirs):
+            np.testing.assert_allclose(g.data, t.numpy(), rtol=2e-2, atol=2e-4)  # same meta-gradient
+        torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:
+        torch_note = "PyTorch not installed: its rows are missing"
+
+    medians = {key: median_seconds(fn, repeats=5, warmup=1) for key, fn in timings.items()}
+    rows = []
+    for (order, impl), seconds in medians.items():
+        torch_time = medians.get((order, "PyTorch eager"))
+        rows.append((order, impl, f"{seconds:.3f}", f"{seconds / torch_time:.2f}x" if torch_time else "n/a"))
+    table = markdown_table(("meta-iteration", "implementation", "median s", "vs PyTorch"), rows)
+    print(table)
+    write_section("meta-omniglot", "\n\n".join([
+        "## One meta-iteration, Omniglot 5-way 1-shot, 15 query per class, meta-batch 32, one inner step, float32",
+        f"`python benchmarks/bench_meta.py omniglot`, {datetime.date.today()}; {machine_line()}; {torch_note}; "
+        f"numba threads: {numba.get_num_threads()}.",
+        table]))
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["sine", "omniglot"]
+    for name in which:
+        {"sine": sine, "omniglot": omniglot}[name]()

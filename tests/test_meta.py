@@ -1,0 +1,215 @@
+"""MAML, first-order MAML, Reptile and pre-training, checked against numbers."""
+import numpy as np
+import pytest
+
+import tinymeta as tm
+from tinymeta import nn
+from tinymeta.data import Examples, SineTasks, Task
+from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, meta_train
+from tinymeta.nn.functional import mse_loss
+from tinymeta.optim import SGD, Adam
+
+
+def tiny_mlp(seed=0, dtype=np.float64, hidden=4, act=nn.Tanh):
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(1, hidden, rng, dtype=dtype), act(), nn.Linear(hidden, 1, rng, dtype=dtype))
+
+
+def sine_tasks(n, seed=0, dtype=np.float64, shots=5, queries=6):
+    return SineTasks(shots=shots, queries=queries, dtype=dtype).sample(n, np.random.default_rng(seed))
+
+
+def meta_loss_of(learner, tasks, names):
+    return lambda *arrays: learner.meta_loss(tasks, params=dict(zip(names, arrays)))
+
+
+@pytest.mark.parametrize("inner_steps", [1, 2])
+def test_maml_meta_gradient_equals_finite_differences_of_the_meta_objective(inner_steps):
+    model = tiny_mlp()
+    tasks = sine_tasks(3)
+    maml = MAML(model, inner_lr=0.05, inner_steps=inner_steps)
+    names = [n for n, _ in model.named_parameters()]
+    arrays = [p.data for p in model.parameters()]
+    tm.check_grads(meta_loss_of(maml, tasks, names), *arrays, order=1)
+
+
+def test_maml_meta_objective_is_twice_differentiable_too():
+    model = tiny_mlp(hidden=3)
+    maml = MAML(model, inner_lr=0.1, inner_steps=1)
+    names = [n for n, _ in model.named_parameters()]
+    tm.check_grads(meta_loss_of(maml, sine_tasks(2), names), *[p.data for p in model.parameters()], order=2)
+
+
+def test_first_order_maml_gradient_is_the_query_gradient_at_the_adapted_parameters():
+    model = tiny_mlp()
+    (task,) = sine_tasks(1)
+    fomaml = MAML(model, inner_lr=0.05, inner_steps=2, first_order=True)
+    _, meta_grads = fomaml.meta_gradients([task])
+    phi = model.parameters_dict()
+    theta = adapt(model, phi, task.support, mse_loss, 2, 0.05, create_graph=False)
+    theta = {k: tm.tensor(v.data, requires_grad=True) for k, v in theta.items()}
+    query_grads = tm.grad(mse_loss(model(task.query.inputs, params=theta), task.query.targets), list(theta.values()))
+    for name, g in zip(theta, query_grads):
+        np.testing.assert_allclose(meta_grads[name].data, g.data, rtol=1e-12, atol=1e-14)
+
+
+def test_maml_and_first_order_maml_differ_on_a_non_quadratic_loss():
+    model = tiny_mlp()
+    tasks = sine_tasks(2)
+    _, full = MAML(model, inner_lr=0.1).meta_gradients(tasks)
+    _, first = MAML(model, inner_lr=0.1, first_order=True).meta_gradients(tasks)
+    difference = max(np.max(np.abs(full[k].data - first[k].data)) for k in full)
+    assert difference > 1e-3
+    _, full0 = MAML(model, inner_lr=1e-12).meta_gradients(tasks)   # no step: both are the plain gradient
+    _, first0 = MAML(model, inner_lr=1e-12, first_order=True).meta_gradients(tasks)
+    for k in full0:
+        np.testing.assert_allclose(full0[k].data, first0[k].data, rtol=1e-8)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_vectorized_maml_equals_the_per_task_loop(first_order):
+    model = tiny_mlp(act=nn.ReLU, hidden=8)
+    tasks = sine_tasks(4)
+    loop_loss, loop = MAML(model, 0.05, 2, first_order=first_order).meta_gradients(tasks)
+    vec_loss, vec = MAML(model, 0.05, 2, first_order=first_order, vectorize=True).meta_gradients(tasks)
+    assert vec_loss == pytest.approx(loop_loss, rel=1e-12)
+    for k in loop:
+        np.testing.assert_allclose(vec[k].data, loop[k].data, rtol=1e-10, atol=1e-14)
+
+
+def test_reptile_meta_step_is_phi_plus_epsilon_times_theta_minus_phi():
+    model = tiny_mlp()
+    tasks = sine_tasks(3)
+    reptile = Reptile(model, inner_lr=0.05, inner_steps=3, inner_batch=10, outer_lr=0.4)
+    phi = {k: v.data.copy() for k, v in model.parameters_dict().items()}
+    thetas = []
+    for task in tasks:  # the inner loop by hand: three full-batch SGD steps
+        theta = {k: tm.tensor(v, requires_grad=True) for k, v in phi.items()}
+        for _ in range(3):
+            loss = mse_loss(model(task.support.inputs, params=theta), task.support.targets)
+            grads = tm.grad(loss, list(theta.values()))
+            theta = {k: tm.tensor(v.data - 0.05 * g.data, requires_grad=True) for (k, v), g in zip(theta.items(), grads)}
+        thetas.append(theta)
+    reptile.meta_step(tasks, reptile.optimizer())
+    for k, p in model.parameters_dict().items():
+        expected = phi[k] + 0.4 * (np.mean([t[k].data for t in thetas], axis=0) - phi[k])
+        np.testing.assert_allclose(p.data, expected, rtol=1e-12)
+
+
+def test_vectorized_reptile_equals_the_per_task_loop():
+    """With full-batch inner steps (minibatch draws differ between the two forms)."""
+    tasks = sine_tasks(3)
+    results = []
+    for vectorize in (False, True):
+        model = tiny_mlp(act=nn.ReLU, hidden=8)
+        results.append(Reptile(model, 0.05, 4, inner_batch=100, outer_lr=0.5, vectorize=vectorize).meta_gradients(tasks))
+    (loop_loss, loop), (vec_loss, vec) = results
+    assert vec_loss == pytest.approx(loop_loss, rel=1e-10)
+    for k in loop:
+        np.testing.assert_allclose(vec[k], loop[k], rtol=1e-10, atol=1e-14)
+
+
+def test_reptile_minibatches_cover_the_support_set():
+    reptile = Reptile(tiny_mlp(), 0.05, inner_steps=5, inner_batch=2, outer_lr=0.5, rng=np.random.default_rng(0))
+    support = Examples(np.arange(5.0).reshape(5, 1), np.arange(5.0).reshape(5, 1))
+    batches = reptile._minibatches(support)
+    assert len(batches) == 5 and all(len(b) == 2 for b in batches)
+    seen = np.concatenate([b.inputs.ravel() for b in batches])
+    assert set(seen[:4]) | set(seen[4:6]) >= {0.0, 1.0, 2.0, 3.0, 4.0}  # the first pass visits every example
+
+
+def test_pretrain_gradient_is_the_gradient_on_the_pooled_points():
+    model = tiny_mlp()
+    tasks = sine_tasks(2)
+    loss, grads = Pretrain(model).meta_gradients(tasks)
+    x = np.concatenate([np.concatenate([t.support.inputs, t.query.inputs]) for t in tasks])
+    y = np.concatenate([np.concatenate([t.support.targets, t.query.targets]) for t in tasks])
+    expected = tm.grad(mse_loss(model(x), y), model.parameters())
+    for g, e in zip(grads.values(), expected):
+        np.testing.assert_allclose(g.data, e.data, rtol=1e-12)
+
+
+def test_short_maml_run_learns_to_adapt_better_than_pretraining():
+    """Seconds, not minutes: MAML's one-step query MSE beats its start and the pre-trained baseline."""
+    source = SineTasks(shots=10, queries=10)
+    test_tasks = source.sample(100, np.random.default_rng(123))
+
+    def one_step_mse(model):
+        return evaluate(model, test_tasks, mse_loss, inner_lr=0.01, steps=[1])["loss"][1].mean
+
+    def trained(learner_class, **kwargs):
+        model = nn.Sequential(nn.Linear(1, 40, np.random.default_rng(0)), nn.ReLU(),
+                              nn.Linear(40, 40, np.random.default_rng(1)), nn.ReLU(),
+                              nn.Linear(40, 1, np.random.default_rng(2)))
+        before = one_step_mse(model)
+        learner = learner_class(model, **kwargs)
+        meta_train(learner, source, Adam(model.parameters_dict(), lr=1e-3), iterations=600, meta_batch=10,
+                   rng=np.random.default_rng(7), progress=False)
+        return before, one_step_mse(model)
+
+    maml_before, maml_after = trained(MAML, inner_lr=0.01, vectorize=True)
+    _, pretrained_after = trained(Pretrain)
+    assert maml_after < 0.6 * maml_before
+    assert maml_after < 0.8 * pretrained_after
+
+
+def test_resumed_training_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    source = SineTasks(shots=5, queries=5)
+
+    def run(iterations, checkpoint=None, resume=False):
+        model = tiny_mlp(act=nn.ReLU, dtype=np.float32)
+        learner = MAML(model, 0.01, vectorize=True)
+        rng = np.random.default_rng(3)
+        optimizer = Adam(model.parameters_dict(), lr=1e-2)
+        meta_train(learner, source, optimizer, iterations, 4, rng, eval_every=5, checkpoint=checkpoint,
+                   resume=resume, progress=False)
+        return model
+
+    straight = run(10)
+    run(5, tmp_path / "ckpt.npz")
+    resumed = run(10, tmp_path / "ckpt.npz", resume=True)
+    for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path):
+    source = SineTasks(shots=5, queries=5)
+    small = tiny_mlp(hidden=4, dtype=np.float32)
+    meta_train(Pretrain(small), source, SGD(small.parameters_dict(), lr=0.01), 1, 2, np.random.default_rng(0),
+               eval_every=1, checkpoint=tmp_path / "c.npz", progress=False)
+    big = tiny_mlp(hidden=5, dtype=np.float32)
+    with pytest.raises(ValueError, match="in the checkpoint but"):
+        meta_train(Pretrain(big), source, SGD(big.parameters_dict(), lr=0.01), 2, 2, np.random.default_rng(0),
+                   checkpoint=tmp_path / "c.npz", resume=True, progress=False)
+
+
+def test_evaluate_reports_mean_and_confidence_interval():
+    model = tiny_mlp()
+    tasks = sine_tasks(5)
+    result = evaluate(model, tasks, mse_loss, inner_lr=0.05, steps=[0, 2])
+    at_phi = [mse_loss(model(t.query.inputs), t.query.targets).item() for t in tasks]
+    assert result["loss"][0].mean == pytest.approx(np.mean(at_phi))
+    assert result["loss"][0].ci95 == pytest.approx(1.96 * np.std(at_phi, ddof=1) / np.sqrt(5))
+    after_two = [mse_loss(model(t.query.inputs, params=adapt(model, model.parameters_dict(), t.support, mse_loss,
+                                                             2, 0.05, create_graph=False)), t.query.targets).item()
+                 for t in tasks]
+    assert result["loss"][2].mean == pytest.approx(np.mean(after_two), rel=1e-12)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SineTasks(shots=0), "shots must be a positive integer"),
+    (lambda: SineTasks(queries=-1), "queries must be a positive integer"),
+    (lambda: MAML(tiny_mlp(), 0.01, inner_steps=0), "inner_steps must be at least 1"),
+    (lambda: Examples(np.zeros((3, 1)), np.zeros((4, 1))), "inputs have 3 rows but targets have 4"),
+    (lambda: Reptile(tiny_mlp(), 0.01, 0, 5, 0.1), "must be positive")])
+def test_bad_configurations_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+def test_a_non_finite_meta_loss_stops_training_with_advice():
+    model = tiny_mlp(dtype=np.float32)
+    with pytest.raises(FloatingPointError, match="lower the inner or outer learning rate"):
+        meta_train(MAML(model, inner_lr=1e6, inner_steps=3), SineTasks(), SGD(model.parameters_dict(), lr=1e6),
+                   20, 4, np.random.default_rng(0), progress=False)

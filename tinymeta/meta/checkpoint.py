@@ -1,0 +1,49 @@
+"""Checkpoints a meta-training run can resume from.
+
+One .npz file holds the model's parameters and buffers, the optimizer's state,
+the iteration reached, the run's configuration and the state of its random
+generator, so that a resumed run draws the same tasks an uninterrupted one
+would have. It is written to a temporary file and renamed, so an interrupted
+save never leaves a half-written checkpoint.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def save_checkpoint(path, model, optimizer, iteration, rng, config=None):
+    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for param, state in optim["state"].items():
+        arrays.update({f"optimizer/{param}/{key}": value for key, value in state.items()})
+    meta = {"iteration": iteration, "config": config or {}, "rng": rng.bit_generator.state,
+            "optimizer": {"lr": optim["lr"], "step_count": optim["step_count"], "params": list(optim["state"])}}
+    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path, model, optimizer, rng):
+    """Restore model, optimizer and generator in place; returns (iteration, config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
+    with np.load(path) as archive:
+        meta = json.loads(archive["meta.json"].tobytes().decode())
+        model.load_state_dict({key[len("model/"):]: archive[key] for key in archive.files
+                               if key.startswith("model/")})
+        state = {param: {} for param in meta["optimizer"]["params"]}
+        for key in archive.files:
+            if key.startswith("optimizer/"):
+                _, param, name = key.split("/", 2)
+                state[param][name] = archive[key]
+    optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
+                               "state": state})
+    rng.bit_generator.state = meta["rng"]
+    return meta["iteration"], meta["config"]

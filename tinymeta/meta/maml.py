@@ -1,0 +1,69 @@
+"""MAML and first-order MAML (Finn, Abbeel & Levine, 2017).
+
+The meta-objective over a meta-batch of tasks n = 1..N is the mean query loss
+after adapting the shared initialisation phi on each task's support set:
+
+    L(phi) = 1/N sum_n l_n^query(theta_n),   theta_n = adapt(phi, support_n)
+
+MAML differentiates L through the inner gradient steps; for one step,
+grad_phi l(theta) = (I - alpha H(phi)) grad_theta l(theta), obtained by reverse
+mode over a graph that contains the inner backward pass (Hessian-vector
+products, never the Hessian). First-order MAML treats the inner gradients as
+constants, which drops the (I - alpha H) factor: its meta-gradient is
+grad_theta l(theta_n). The two differ in one argument to `adapt`.
+"""
+from ..autograd import grad
+from ..data.task import stack_tasks
+from ..nn.functional import mse_loss
+from ..ops import mean, stack
+from .adapt import adapt, per_task_copies, summed_over_tasks
+from .learner import MetaLearner
+
+
+class MAML(MetaLearner):
+    """Meta-learns an initialisation by differentiating through `inner_steps` SGD steps.
+
+    vectorize=True adapts all tasks of a meta-batch in one batched pass, with a
+    separate copy of the parameters per task along a leading task axis; it needs
+    a model whose layers accept such parameters (Linear, ReLU; not conv or batch
+    norm) and tasks of equal size, and computes exactly the same meta-gradient
+    as the per-task loop, with far fewer (larger) operations.
+    """
+
+    def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss_fn=mse_loss, vectorize=False):
+        if inner_steps < 1:
+            raise ValueError(f"MAML: inner_steps must be at least 1 (got {inner_steps}); with no inner "
+                             "step MAML is plain pre-training, see Pretrain")
+        self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
+        self.first_order, self.loss_fn, self.vectorize = first_order, loss_fn, vectorize
+
+    def adapt(self, params, support, loss_fn=None):
+        """theta = phi after the inner loop; recorded for MAML, constant-gradient for first-order MAML."""
+        return adapt(self.model, params, support, loss_fn or self.loss_fn, self.inner_steps, self.inner_lr,
+                     create_graph=not self.first_order)
+
+    def meta_loss(self, tasks, params=None):
+        """L(phi): the mean query loss after adaptation, differentiable w.r.t. phi
+        (the model's own parameters, or `params` of the same names)."""
+        phi = params if params is not None else self.model.parameters_dict()
+        if self.vectorize:
+            return self._stacked_meta_loss(stack_tasks(tasks), phi)
+        losses = []
+        for task in tasks:
+            theta = self.adapt(phi, task.support)
+            losses.append(self.loss_fn(self.model(task.query.inputs, params=theta), task.query.targets))
+        return mean(stack(losses))
+
+    def _stacked_meta_loss(self, batch, phi):
+        n_tasks = len(batch.support.inputs)
+        per_task = per_task_copies(phi, n_tasks)
+        theta = self.adapt(per_task, batch.support, summed_over_tasks(self.loss_fn, n_tasks))
+        # the query loss of the stack is the mean over tasks of their query losses: L(phi)
+        return self.loss_fn(self.model(batch.query.inputs, params=theta), batch.query.targets)
+
+    def meta_gradients(self, tasks):
+        """(meta-loss value, {name: dL/dphi}) for a meta-batch of tasks."""
+        phi = self.model.parameters_dict()
+        loss = self.meta_loss(tasks)
+        grads = grad(loss, list(phi.values()))
+        return loss.item(), dict(zip(phi, grads))
