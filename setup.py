@@ -12,7 +12,7 @@ setup(
     packages=["tinymeta", "tinymeta.ops", "tinymeta.nn", "tinymeta.data", "tinymeta.meta",
               "tinymeta.kernels"],
     package_dir={"tinymeta": "tinymeta", "tinymeta.kernels": "kernels"},
-    package_data={"tinymeta.kernels": ["*.cu"]},
+    package_data={"tinymeta.kernels": ["cuda/*.cu"]},
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
         # the loaders are tested on real PNGs and the examples (which plot) are run by the tests

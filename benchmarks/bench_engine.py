@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_line, markdown_table, median_seconds, write_section  # noqa: E402
+from common import comparison_table, machine_line, median_seconds, write_section  # noqa: E402
 
 import tinymeta as tm  # noqa: E402
 
@@ -158,13 +158,8 @@ def main():
         torch_note = "PyTorch not installed: its rows are missing"
 
     medians = {key: median_seconds(fn, repeats=300, warmup=30) for key, fn in timings.items()}
-    rows = []
-    for (workload, impl), seconds in medians.items():
-        floor = medians[(workload, "numpy (hand-written)")]
-        torch_time = medians.get((workload, "PyTorch eager"))
-        rows.append((workload, impl, f"{seconds * 1e6:.0f}", f"{seconds / floor:.2f}x",
-                     f"{seconds / torch_time:.2f}x" if torch_time else "n/a"))
-    table = markdown_table(("workload", "implementation", "median µs", "vs numpy floor", "vs PyTorch"), rows)
+    table = comparison_table(medians, "median µs", 1e6, [("vs numpy floor", "numpy (hand-written)"),
+                                                         ("vs PyTorch", "PyTorch eager")])
     print(table)
     write_section("engine", "\n\n".join([
         "## Engine overhead: sine MLP 1-40-40-1, batch 10, float32",

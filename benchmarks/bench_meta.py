@@ -10,9 +10,11 @@ Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
 step (lr 0.4), the 4-block stride-2 conv net with batch norm, float32; per-task
 loops on both sides (conv and batch norm have no task axis).
 
-    python benchmarks/bench_meta.py            # both
-    python benchmarks/bench_meta.py sine       # or one of them
+    python benchmarks/bench_meta.py                          # both, on the CPU
+    python benchmarks/bench_meta.py sine                     # or one of them
+    python benchmarks/bench_meta.py omniglot --device cuda   # Omniglot on the GPU
 """
+import argparse
 import datetime
 import os
 import sys
@@ -20,7 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import machine_line, markdown_table, median_seconds, write_section  # noqa: E402
+from common import comparison_table, machine_line, median_seconds, write_section  # noqa: E402
 
 import numba  # noqa: E402
 
@@ -81,11 +83,7 @@ def sine():
         torch_note = "PyTorch not installed: its rows are missing"
 
     medians = {key: median_seconds(fn, repeats=40, warmup=5) for key, fn in timings.items()}
-    rows = []
-    for (order, impl), seconds in medians.items():
-        torch_time = medians.get((order, "PyTorch eager, per-task loop"))
-        rows.append((order, impl, f"{seconds * 1e3:.2f}", f"{seconds / torch_time:.2f}x" if torch_time else "n/a"))
-    table = markdown_table(("meta-iteration", "implementation", "median ms", "vs PyTorch"), rows)
+    table = comparison_table(medians, "median ms", 1e3, [("vs PyTorch", "PyTorch eager, per-task loop")])
     print(table)
     write_section("meta-sine", "\n\n".join([
         "## One meta-iteration, sine (meta-batch 25, K = 10, one inner step), float32",
@@ -104,9 +102,10 @@ def omniglot_tasks(rng):
     return [Task(examples(SHOT), examples(QUERY)) for _ in range(OMNIGLOT_BATCH)]
 
 
-def torch_omniglot_iteration(torch, params, tasks, first_order):
+def torch_omniglot_iteration(torch, params, tasks, first_order, device):
     functional = torch.nn.functional
-    data = [[torch.tensor(a) for a in (t.support.inputs, t.support.targets, t.query.inputs, t.query.targets)]
+    data = [[torch.tensor(a, device=device) for a in (t.support.inputs, t.support.targets, t.query.inputs,
+                                                      t.query.targets)]
             for t in tasks]
 
     def forward(p, x):
@@ -128,42 +127,62 @@ def torch_omniglot_iteration(torch, params, tasks, first_order):
     return meta_iteration
 
 
-def omniglot():
-    model = omniglot_cnn(WAY, np.random.default_rng(0))
+def omniglot(device):
+    model = omniglot_cnn(WAY, np.random.default_rng(0)).to(device)
     tasks = omniglot_tasks(np.random.default_rng(1))
+    sync = _synchronizer(device)
     timings = {}
     for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
         maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy)
-        timings[(order, "tinymeta")] = lambda maml=maml: maml.meta_gradients(tasks)
+        timings[(order, "tinymeta")] = lambda maml=maml: sync(maml.meta_gradients(tasks))
     try:
         import torch
         torch.set_num_threads(os.cpu_count())
-        params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
+        params = [torch.tensor(p.numpy(), requires_grad=True, device=device) for p in model.parameters()]
         for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
-            timings[(order, "PyTorch eager")] = torch_omniglot_iteration(torch, params, tasks, first_order)
+            iteration = torch_omniglot_iteration(torch, params, tasks, first_order, device)
+            timings[(order, "PyTorch eager")] = lambda it=iteration: sync(it())
         ours = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy).meta_gradients(tasks)[1]
-        theirs = torch_omniglot_iteration(torch, params, tasks, False)()
+        theirs = torch_omniglot_iteration(torch, params, tasks, False, device)()
         for g, t in zip(ours.values(), theirs):
-            np.testing.assert_allclose(g.data, t.numpy(), rtol=2e-2, atol=2e-4)  # same meta-gradient
+            np.testing.assert_allclose(g.numpy(), t.cpu().numpy(), rtol=2e-2, atol=2e-4)  # same meta-gradient
         torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         torch_note = "PyTorch not installed: its rows are missing"
 
     medians = {key: median_seconds(fn, repeats=5, warmup=1) for key, fn in timings.items()}
-    rows = []
-    for (order, impl), seconds in medians.items():
-        torch_time = medians.get((order, "PyTorch eager"))
-        rows.append((order, impl, f"{seconds:.3f}", f"{seconds / torch_time:.2f}x" if torch_time else "n/a"))
-    table = markdown_table(("meta-iteration", "implementation", "median s", "vs PyTorch"), rows)
+    table = comparison_table(medians, "median s", 1, [("vs PyTorch", "PyTorch eager")])
     print(table)
-    write_section("meta-omniglot", "\n\n".join([
-        "## One meta-iteration, Omniglot 5-way 1-shot, 15 query per class, meta-batch 32, one inner step, float32",
-        f"`python benchmarks/bench_meta.py omniglot`, {datetime.date.today()}; {machine_line()}; {torch_note}; "
-        f"numba threads: {numba.get_num_threads()}.",
+    where = _gpu_name() if device == "cuda" else f"{machine_line()}; numba threads: {numba.get_num_threads()}"
+    write_section(f"meta-omniglot-{device}", "\n\n".join([
+        f"## One meta-iteration on {device}, Omniglot 5-way 1-shot, 15 query per class, meta-batch 32, "
+        "one inner step, float32",
+        f"`python benchmarks/bench_meta.py omniglot --device {device}`, {datetime.date.today()}; {where}; "
+        f"{torch_note}.",
         table]))
 
 
+def _synchronizer(device):
+    """Timing a GPU needs the queued kernels finished: a function that waits for them."""
+    if device == "cpu":
+        return lambda result: result
+    import cupy
+    return lambda result: cupy.cuda.Device().synchronize()
+
+
+def _gpu_name():
+    import cupy
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    return f"GPU: {props['name'].decode()}"
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sine", "omniglot"]
-    for name in which:
-        {"sine": sine, "omniglot": omniglot}[name]()
+    parser = argparse.ArgumentParser(description="Time one meta-iteration against PyTorch.")
+    parser.add_argument("which", nargs="*", help="sine and/or omniglot (default: both)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="device for the Omniglot meta-iteration (the sine one runs on the CPU)")
+    args = parser.parse_args()
+    for name in args.which or ["sine", "omniglot"]:
+        if name not in ("sine", "omniglot"):
+            parser.error(f"unknown benchmark {name!r}: choose sine or omniglot")
+        sine() if name == "sine" else omniglot(args.device)

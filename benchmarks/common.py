@@ -52,3 +52,21 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def comparison_table(medians, unit, scale, baselines):
+    """A markdown table of median times with ratios against baseline implementations.
+
+    medians:   {(workload, implementation): seconds}
+    unit:      the time column's header, e.g. "median ms"; scale converts seconds to it
+    baselines: [(column header, implementation)]: each row's time over that
+               implementation's time for the same workload ("n/a" where it was not run)
+    """
+    rows = []
+    for (workload, impl), seconds in medians.items():
+        ratios = []
+        for _, reference in baselines:
+            base = medians.get((workload, reference))
+            ratios.append(f"{seconds / base:.2f}x" if base else "n/a")
+        rows.append((workload, impl, f"{seconds * scale:.3g}", *ratios))
+    return markdown_table(("workload", "implementation", unit, *(header for header, _ in baselines)), rows)

@@ -50,6 +50,7 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--out", type=Path, default=Path("examples/results/sine"),
                    help="folder for results.md and sine.png (default examples/results/sine)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args()
     for name in ("shots", "inner_steps", "reptile_steps", "eval_tasks"):
@@ -75,7 +76,7 @@ def make_learner(algo, model, args, rng):
 
 def train(algo, args, task_source):
     rng = np.random.default_rng([args.seed, ALGORITHMS.index(algo)])
-    model = sine_mlp(np.random.default_rng(args.seed))  # the same initial phi for every algorithm
+    model = sine_mlp(np.random.default_rng(args.seed)).to(args.device)  # the same initial phi for every algorithm
     learner = make_learner(algo, model, args, rng)
     iterations = args.iters if args.iters is not None else DEFAULT_ITERS[algo]
     start = time.perf_counter()

@@ -11,6 +11,7 @@ differentiable ops, so that MAML can differentiate through it.
 """
 from collections import OrderedDict
 
+from .backend import device_of, to_device
 from .grad_mode import no_grad
 from .tensor import Tensor
 
@@ -83,7 +84,8 @@ class Optimizer:
             raise KeyError(f"{type(self).__name__}.load_state_dict: checkpoint has parameters "
                            f"{sorted(state['state'])}, this optimizer {sorted(self.params)}")
         self.lr, self.step_count = state["lr"], state["step_count"]
-        self.state = {name: {k: v.copy() for k, v in s.items()} for name, s in state["state"].items()}
+        self.state = {name: {k: to_device(v, device_of(self.params[name].data)).copy() for k, v in s.items()}
+                      for name, s in state["state"].items()}
 
 
 class SGD(Optimizer):

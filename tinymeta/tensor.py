@@ -11,7 +11,7 @@ loads, so that `ops` can import `tensor` and not the other way round.
 """
 import numpy as np
 
-from . import grad_mode
+from . import backend, grad_mode
 
 
 class Tensor:
@@ -59,6 +59,11 @@ class Tensor:
         return self.data.size
 
     @property
+    def device(self):
+        """"cpu" or "cuda": where the data lives."""
+        return backend.device_of(self.data)
+
+    @property
     def is_leaf(self):
         return self._node is None
 
@@ -76,7 +81,7 @@ class Tensor:
 
     def numpy(self):
         """The data as a numpy array (a copy from the GPU, the array itself on the CPU)."""
-        return self.data if isinstance(self.data, np.ndarray) else self.data.get()
+        return backend.to_numpy(self.data)
 
     def detach(self):
         """The same data as a new leaf that is cut from the graph and requires no grad."""
@@ -121,6 +126,8 @@ class Tensor:
         extra = ""
         if self.data.dtype != np.float32:
             extra += f", dtype={self.dtype}"
+        if not isinstance(self.data, np.ndarray):
+            extra += f", device='{self.device}'"
         if self._node is not None:
             extra += f", grad_fn={type(self._node).__name__}"
         elif self.requires_grad:

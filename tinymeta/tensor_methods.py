@@ -35,7 +35,7 @@ def _attach():
     methods = {name: getattr(ops, name) for name in (
         "exp", "log", "sin", "cos", "sqrt", "tanh", "sigmoid", "abs", "relu", "sum", "max", "mean", "var",
         "reshape", "permute", "swapaxes", "broadcast_to", "sum_to", "astype",
-        "logsumexp", "log_softmax", "softmax", "matmul")}
+        "logsumexp", "log_softmax", "softmax", "matmul", "to")}
     methods["transpose"] = ops.permute  # numpy's x.transpose(*axes)
     methods["T"] = property(lambda self: ops.transpose(self))
     methods["backward"] = autograd.backward

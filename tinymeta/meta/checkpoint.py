@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import to_numpy
+
 
 def save_checkpoint(path, model, optimizer, iteration, rng, config=None):
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
     optim = optimizer.state_dict()
     for param, state in optim["state"].items():
-        arrays.update({f"optimizer/{param}/{key}": value for key, value in state.items()})
+        arrays.update({f"optimizer/{param}/{key}": to_numpy(value) for key, value in state.items()})
     meta = {"iteration": iteration, "config": config or {}, "rng": rng.bit_generator.state,
             "optimizer": {"lr": optim["lr"], "step_count": optim["step_count"], "params": list(optim["state"])}}
     arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

@@ -10,6 +10,7 @@ import numpy as np
 from .. import ops
 from ..ops.conv import conv2d as _conv2d
 from ..ops.conv import max_pool2d as _max_pool2d
+from ..backend import to_device
 from ..tensor import Tensor
 
 relu = ops.relu
@@ -96,7 +97,8 @@ def _update_running(running_mean, running_var, mean, var, n, momentum):
 
 def mse_loss(prediction, target):
     """mean((prediction - target)^2) over all elements."""
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=prediction.dtype))
+    if not isinstance(target, Tensor):  # a data array: to the prediction's dtype and device
+        target = Tensor(to_device(np.asarray(target, dtype=prediction.dtype), prediction.device))
     if prediction.shape != target.shape:
         raise ValueError(f"mse_loss: prediction of shape {prediction.shape} and target of shape "
                          f"{target.shape} differ")
@@ -118,7 +120,10 @@ def cross_entropy(logits, labels):
         raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1] - 1}], got values "
                          f"from {labels.min()} to {labels.max()}")
     log_probs = ops.log_softmax(logits, axis=1)
-    return -ops.mean(log_probs[np.arange(len(labels)), labels])
+    rows = np.arange(len(labels))
+    if logits.device != "cpu":  # index the GPU array with GPU indices
+        rows, labels = to_device(rows, logits.device), to_device(labels, logits.device)
+    return -ops.mean(log_probs[rows, labels])
 
 
 def accuracy(logits, labels):

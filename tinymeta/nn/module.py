@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..backend import array_module, device_of, to_device, to_numpy
 from ..creation import tensor
 from ..grad_mode import no_grad
 from ..ops.operands import as_tensor
@@ -43,8 +44,8 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, x, params=None):
-        if not isinstance(x, Tensor):
-            x = as_tensor(x)
+        if not isinstance(x, Tensor):  # data arrays go where the parameters are
+            x = Tensor(to_device(x, self.device)) if hasattr(x, "shape") else as_tensor(x)
         if params is None:
             params = self.parameters_dict()
         else:
@@ -87,11 +88,35 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    # --- devices -------------------------------------------------------
+    @property
+    def device(self):
+        """Where the parameters live ("cpu" for a module without any)."""
+        first = next(iter(self.named_parameters()), None)
+        return "cpu" if first is None else first[1].device
+
+    def to(self, device):
+        """Move every parameter and buffer to `device`, in place; returns self."""
+        array_module(device)  # a clear error for an unknown or unavailable device
+        with no_grad():
+            for _, p in self.named_parameters():
+                p.data = to_device(p.data, device)
+                p.grad = None
+        self._move_buffers(device)
+        return self
+
+    def _move_buffers(self, device):
+        buffers = getattr(self, "_buffers", {})
+        for name in buffers:
+            buffers[name] = to_device(buffers[name], device)
+        for child in self._modules.values():
+            child._move_buffers(device)
+
     # --- saving --------------------------------------------------------
     def state_dict(self):
         """{full name: array copy} of parameters and buffers."""
         state = OrderedDict((name, p.numpy().copy()) for name, p in self.named_parameters())
-        state.update((name, np.array(b)) for name, b in self.named_buffers())
+        state.update((name, np.array(to_numpy(b))) for name, b in self.named_buffers())
         return state
 
     def load_state_dict(self, state):
@@ -111,10 +136,11 @@ class Module:
                                  f"but {target.shape} in {type(self).__name__}")
         with no_grad():
             for name, target in targets.items():
+                value = to_device(np.asarray(state[name], dtype=target.dtype), device_of(target))
                 if name in params:
-                    params[name].copy_(np.asarray(state[name], dtype=target.dtype))
+                    params[name].copy_(value)
                 else:
-                    target[...] = state[name]
+                    target[...] = value
 
     def save(self, path):
         """Write the state dict to an .npz file."""

@@ -5,9 +5,9 @@ from .elementwise import (abs, add, astype, cos, div, exp, log, maximum, mul, ne
 from .linalg import matmul
 from .reduce import max, sum
 from .shape import (broadcast_to, concatenate, getitem, permute, reshape, stack, sum_to,
-                    swapaxes, transpose)
+                    swapaxes, to, transpose)
 
 __all__ = ["abs", "add", "astype", "broadcast_to", "concatenate", "cos", "div", "exp", "getitem", "log",
            "log_softmax", "logsumexp", "matmul", "max", "maximum", "mean", "mul", "neg", "permute",
            "power", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt", "stack", "sub", "sum",
-           "sum_to", "swapaxes", "tanh", "transpose", "var", "where"]
+           "sum_to", "swapaxes", "tanh", "to", "transpose", "var", "where"]

@@ -8,6 +8,7 @@ products g -> dL/d(input).
 """
 import numpy as np
 
+from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor
 from .operands import as_tensor, binary_operands
@@ -113,7 +114,8 @@ class Where(Function):
         self.cond = cond
 
     def forward(self, a, b):
-        return np.where(self.cond, a, b)
+        xp = get_array_module(a, b)
+        return xp.where(xp.asarray(self.cond), a, b)
 
     def input_error(self, inputs, err):
         return ValueError(f"where: condition of shape {np.shape(self.cond)} and values of shapes "
@@ -202,7 +204,7 @@ class Sigmoid(Function):
 
     def forward(self, a):
         e = np.exp(-np.abs(a))  # never overflows; exp(-|a|) in (0, 1]
-        return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return get_array_module(a).where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
     def backward(self, g):
         out = self.output()

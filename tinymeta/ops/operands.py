@@ -1,22 +1,26 @@
 """Turning op arguments into Tensors of one dtype.
 
 Python numbers and arrays given to an op become constant tensors (they require
-no grad). A number takes the dtype of the tensor it meets, so `x * 2` keeps
-float32 data float32. Two floating tensors of different precision are an
-error rather than a silent upcast: mixed precision in a gradient check would
-hide exactly the errors the check is meant to find.
+no grad). A number takes the dtype and device of the tensor it meets, so
+`x * 2` keeps float32 data float32 (and on the GPU). Two floating tensors of
+different precision are an error rather than a silent upcast: mixed precision
+in a gradient check would hide exactly the errors the check is meant to find.
+Tensors on different devices are an error too; move one with `.to(device)`.
 """
 import numpy as np
 
+from ..backend import device_of, get_array_module
 from ..tensor import Tensor
 
 
-def as_tensor(value, dtype=None):
-    """`value` as a Tensor; numbers and arrays become constants (of `dtype` if given)."""
+def as_tensor(value, dtype=None, like=None):
+    """`value` as a Tensor; numbers and arrays become constants (of `dtype` if given,
+    on the device of the array `like` if given)."""
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (bool, int, float)) and dtype is not None:
-        return Tensor(np.asarray(value, dtype=dtype))
+        xp = np if like is None or type(like) is np.ndarray else get_array_module(like)
+        return Tensor(xp.asarray(value, dtype=dtype))
     if isinstance(value, (np.ndarray, np.generic)):
         return Tensor(np.asarray(value))
     if isinstance(value, (bool, int, float, list, tuple)):
@@ -29,9 +33,12 @@ def binary_operands(a, b, op):
     """Both operands of a binary op as Tensors of a common dtype."""
     if type(a) is not Tensor:
         b = as_tensor(b)
-        a = as_tensor(a, b.data.dtype)
+        a = as_tensor(a, b.data.dtype, b.data)
     elif type(b) is not Tensor:
-        b = as_tensor(b, a.data.dtype)
+        b = as_tensor(b, a.data.dtype, a.data)
+    if type(a.data) is not type(b.data) and device_of(a.data) != device_of(b.data):
+        raise ValueError(f"{op}: operands are on different devices ({device_of(a.data)} and "
+                         f"{device_of(b.data)}); move one with .to(device)")
     da, db = a.data.dtype, b.data.dtype
     if da is db or da == db:
         return a, b

@@ -6,7 +6,7 @@ adjoints, and indexing scatters the gradient back into the indexed positions.
 """
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import array_module, get_array_module, to_device
 from ..function import Function
 from .operands import as_tensor
 
@@ -15,6 +15,19 @@ def _normalize_shape(shape):
     if type(shape) is tuple:
         return shape
     return (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+
+
+class ToDevice(Function):
+    """out = a's values on another device;  da = g moved back to a's device."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def forward(self, a):
+        return to_device(a, self.device)
+
+    def backward(self, g):
+        return (to(g, self.inputs[0].device),)
 
 
 class Reshape(Function):
@@ -125,10 +138,7 @@ class ScatterAdd(Function):
     def forward(self, g):
         xp = get_array_module(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
-        if xp is np:
-            np.add.at(out, self.index, g)
-        else:
-            xp.add.at(out, self.index, g)
+        xp.add.at(out, self.index, g)
         return out
 
     def backward(self, d_out):
@@ -161,6 +171,14 @@ class Concatenate(Function):
 
 
 # --- the functions users call -------------------------------------------
+def to(a, device):
+    """`a` on `device` ("cpu" or "cuda"); differentiable, and `a` itself if it is there already."""
+    array_module(device)  # a clear error for an unknown or unavailable device
+    if a.device == device:
+        return a
+    return ToDevice.apply(a, device=device)
+
+
 def reshape(a, *shape):
     """`a` with another shape; accepts reshape(a, (2, 3)) and reshape(a, 2, 3); one axis may be -1."""
     shape = _normalize_shape(shape[0] if len(shape) == 1 else shape)

@@ -1,0 +1,184 @@
+"""The kernels of tinymeta.kernels for cupy arrays on the GPU: the same functions,
+with the same arguments, output shapes and dtypes, so tinymeta.backend picks
+this module or the CPU one by the arrays' device.
+
+    conv2d_forward, conv2d_grad_input, conv2d_grad_weight
+        im2col + cuBLAS.  The CUDA kernels of cuda/conv2d.cu build the column
+        matrix cols(x), (C*kh*kw, N*Ho*Wo), and fold one back (col2im); cupy's
+        matmul hands the three products to cuBLAS:
+
+            forward       y   = W @ cols(x)         W  = w as (O, C*kh*kw)
+            grad_input    gx  = col2im(W.T @ gy)    gy = grad_y as (O, N*Ho*Wo)
+            grad_weight   gw  = gy @ cols(x).T
+
+        Unlike the CPU kernels, the whole batch makes one column matrix: GPU
+        memory holds it (at the Omniglot shapes, 36 MB in float32) and one
+        large product keeps cuBLAS busy where chunks would not.
+    max_pool2d_forward, max_pool2d_backward, max_pool2d_gather
+        one CUDA kernel each, in cuda/max_pool2d.cu.
+
+The CUDA sources are compiled by NVRTC (cupy.RawModule) on first use, once per
+process (cupy also caches the binaries on disk), and launched on one thread per
+element, in blocks of BLOCK threads.  The arguments are checked by the CPU
+kernels' own helpers, so errors read the same on both devices.  An argmax index
+outside its plane is caught by the pooling kernels themselves; raising it means
+reading a flag back, which waits for the GPU.
+
+This module imports cupy: import it only with cupy arrays in hand, as
+tinymeta.backend does.
+"""
+import functools
+from pathlib import Path
+
+import cupy
+import numpy as np
+
+from .conv2d import _check_dtypes, _check_grad_y, _geometry
+from .max_pool2d import _check_argmax, _check_float
+
+CUDA_SOURCES = {name: Path(__file__).with_name("cuda") / f"{name}.cu"
+                for name in ("conv2d", "max_pool2d")}
+
+BLOCK = 256  # threads per block
+
+# The suffix of each kernel's entry point, by dtype (im2col_float, im2col_double, ...).
+_CUDA_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+@functools.cache
+def _module(source):
+    """CUDA_SOURCES[source], compiled."""
+    return cupy.RawModule(code=CUDA_SOURCES[source].read_text(), options=("-std=c++14",))
+
+
+@functools.cache
+def _kernel(source, name, dtype):
+    return _module(source).get_function(f"{name}_{_CUDA_TYPES[dtype]}")
+
+
+def _launch(source, name, dtype, threads, *args):
+    """Run kernel `name` of `source` for `dtype` on `threads` threads; integer
+    arguments go as the kernels' long long."""
+    if threads:
+        args = tuple(np.int64(a) if isinstance(a, (int, np.integer)) else a for a in args)
+        _kernel(source, name, dtype)(((threads + BLOCK - 1) // BLOCK,), (BLOCK,), args)
+
+
+# --- convolution ------------------------------------------------------------
+
+def _im2col(x, g):
+    """cols[(c, i, j), (n, a, b)] = xpad[n, c, a*stride + i, b*stride + j],
+    one thread per (c, n, a, b)."""
+    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), x.dtype)
+    _launch("conv2d", "im2col", x.dtype, g.c * g.n * g.ho * g.wo, x, cols, *_conv_args(g))
+    return cols
+
+
+def _col2im(dcols, g):
+    """The adjoint of _im2col, (N, C, H, W), one thread per input pixel."""
+    gx = cupy.empty((g.n, g.c, g.h, g.w), dcols.dtype)
+    _launch("conv2d", "col2im", dcols.dtype, gx.size, dcols, gx, *_conv_args(g))
+    return gx
+
+
+def _conv_args(g):
+    """The geometry arguments of the conv2d.cu kernels (the fields of its struct Conv)."""
+    return g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.padding, g.ho, g.wo
+
+
+def _grad_y_matrix(grad_y, g):
+    """grad_y (N, O, Ho, Wo) as the (O, N*Ho*Wo) matrix gy of the products (a copy)."""
+    return grad_y.transpose(1, 0, 2, 3).reshape(g.o, -1)
+
+
+def conv2d_forward(x, w, stride=1, padding=0):
+    """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
+    xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
+    x, w = cupy.ascontiguousarray(x), cupy.ascontiguousarray(w)
+    g = _geometry("conv2d_forward", x.shape, w.shape, stride, padding)
+    _check_dtypes("conv2d_forward", x, w)
+    y = w.reshape(g.o, -1) @ _im2col(x, g)  # (O, N*Ho*Wo)
+    return cupy.ascontiguousarray(y.reshape(g.o, g.n, g.ho, g.wo).transpose(1, 0, 2, 3))
+
+
+def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
+    """The transposed convolution, gradient of conv2d_forward with respect to x,
+    of shape (N, C) + input_hw (with stride > 1 several input sizes give one output size)."""
+    grad_y, w = cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(w)
+    x_shape = (grad_y.shape[0], w.shape[1] if w.ndim == 4 else -1, *input_hw)
+    g = _geometry("conv2d_grad_input", x_shape, w.shape, stride, padding)
+    _check_dtypes("conv2d_grad_input", grad_y, w)
+    _check_grad_y("conv2d_grad_input", grad_y, g)
+    return _col2im(w.reshape(g.o, -1).T @ _grad_y_matrix(grad_y, g), g)
+
+
+def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
+    """Gradient of conv2d_forward with respect to w:
+    gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
+    x, grad_y = cupy.ascontiguousarray(x), cupy.ascontiguousarray(grad_y)
+    w_shape = (grad_y.shape[1] if grad_y.ndim == 4 else -1, x.shape[1] if x.ndim == 4 else -1,
+               *kernel_hw)
+    g = _geometry("conv2d_grad_weight", x.shape, w_shape, stride, padding)
+    _check_dtypes("conv2d_grad_weight", x, grad_y)
+    _check_grad_y("conv2d_grad_weight", grad_y, g)
+    return (_grad_y_matrix(grad_y, g) @ _im2col(x, g).T).reshape(w_shape)
+
+
+# --- max pooling --------------------------------------------------------------
+
+def max_pool2d_forward(x, kernel, stride):
+    """(y, argmax) of max pooling x (N, C, H, W) with kernel x kernel windows every
+    `stride` pixels, no padding; argmax (int64, y's shape) = h*W + w of the first
+    maximum of each window.  One thread per output element."""
+    x = cupy.ascontiguousarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"max_pool2d_forward: expected 4-d input (N, C, H, W), got shape {x.shape}")
+    _check_float("max_pool2d_forward", x)
+    if int(kernel) != kernel or int(stride) != stride or kernel < 1 or stride < 1:
+        raise ValueError(f"max_pool2d_forward: kernel and stride must be positive integers, "
+                         f"got {kernel!r} and {stride!r}")
+    n, c, h, w = x.shape
+    if kernel > h or kernel > w:
+        raise ValueError(f"max_pool2d_forward: kernel {kernel} larger than the input {h}x{w}")
+    kernel, stride = int(kernel), int(stride)
+    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    y = cupy.empty((n, c, ho, wo), x.dtype)
+    argmax = cupy.empty((n, c, ho, wo), cupy.int64)
+    _launch("max_pool2d", "max_pool_forward", x.dtype, y.size,
+            x, y, argmax, n * c, h, w, kernel, stride, ho, wo)
+    return y, argmax
+
+
+def _by_argmax(name, kernel, source, argmax, target, plane_size):
+    """Run the scatter or gather `kernel` from `source` into `target`, one thread
+    per argmax entry (each an index into a plane of `plane_size` pixels); raise
+    if one lies outside its plane."""
+    argmax = cupy.ascontiguousarray(argmax, dtype=cupy.int64)
+    bad = cupy.zeros((), cupy.int32)
+    _launch("max_pool2d", kernel, source.dtype, argmax.size, source, argmax, target, bad,
+            argmax.size, argmax.shape[2] * argmax.shape[3], plane_size)
+    if bad.item():  # waits for the kernel
+        raise ValueError(f"{name}: argmax index outside the input plane")
+    return target
+
+
+def max_pool2d_backward(grad_y, argmax, input_hw):
+    """grad_x (N, C, H, W): zeros with grad_y added at the argmax positions;
+    where windows overlap (stride < kernel) the contributions add up (atomicAdd)."""
+    grad_y = cupy.ascontiguousarray(grad_y)
+    _check_argmax("max_pool2d_backward", grad_y, argmax, 4)
+    _check_float("max_pool2d_backward", grad_y)
+    h, w = input_hw
+    grad_x = cupy.zeros((*grad_y.shape[:2], h, w), grad_y.dtype)
+    return _by_argmax("max_pool2d_backward", "max_pool_backward", grad_y, argmax, grad_x, h * w)
+
+
+def max_pool2d_gather(grad_x, argmax):
+    """grad_y[n, c, a, b] = grad_x[n, c] at flat index argmax[n, c, a, b]: the adjoint
+    of max_pool2d_backward, <backward(gy), gx> = <gy, gather(gx)>."""
+    grad_x = cupy.ascontiguousarray(grad_x)
+    _check_argmax("max_pool2d_gather", grad_x, argmax, 2)
+    _check_float("max_pool2d_gather", grad_x)
+    grad_y = cupy.empty(argmax.shape, grad_x.dtype)
+    return _by_argmax("max_pool2d_gather", "max_pool_gather", grad_x, argmax, grad_y,
+                      grad_x.shape[2] * grad_x.shape[3])
