@@ -1,7 +1,7 @@
 """2-D convolution (NCHW input, OIHW weight) and its two gradients, on the CPU.
 
 All three kernels are im2col + BLAS matrix products, taken a chunk of images
-at a time so that the column matrix stays in cache:
+at a time so that the column matrix stays a few MB (in cache):
 
     forward       y     = W @ cols(x)            W = w reshaped to (O, C*kh*kw)
     grad_input    dcols = W.T @ gy               gx = col2im(dcols)
@@ -9,39 +9,59 @@ at a time so that the column matrix stays in cache:
 
 Numba builds the column matrices; numpy's BLAS does the products.
 
-Wide grid.  Each image is zero-padded into a flat plane of width wp = W + 2p.
-With stride 1, the inputs that kernel tap (i, j) meets, over all output
-positions, are then one contiguous run of that plane, starting at i*wp + j, if
-the output is computed on a grid of width wp instead of wo.  So a column row
-is one vectorised copy instead of ho short copies.  The wp - wo extra grid
-columns per output row are garbage: dropped when the grid becomes y, and fed
-zeros when a gradient becomes a grid, so they add nothing to any result.  With
-stride > 1 the grid width is wo and the runs are gathered element by element.
+Contiguous taps.  Kernel tap (i, j) meets xpad[a*s + i, b*s + j] at output
+(a, b), s the stride, xpad the zero-padded image.  Split xpad into s*s phase
+planes, phase (i % s, j % s) holding xpad[i % s :: s, j % s :: s] in a flat
+array of width wq = ceil((W + 2p) / s); tap (i, j) then meets that plane at
+(a + i // s, b + j // s).  Computing the output on a grid of width wq instead
+of wo, the tap's inputs over the whole grid are one contiguous run of the
+plane, so each column row is one vectorised copy.  The wq - wo extra grid
+columns are garbage: dropped when the grid becomes y, and given zeros when a
+gradient becomes a grid, so they add nothing to any result.  (With s = 1 there
+is one phase, the padded image, and wq = W + 2p.)
 
 The numba functions run serially (no prange): every kernel here interleaves
 them with multithreaded BLAS, and on a 2-core machine numba's OpenMP threads,
-still spinning after a parallel region, stall BLAS's threads for a scheduler
-tick (~4 ms) per switch; measured in benchmarks/bench_kernels.py.
+still spinning after a parallel region, stall BLAS's threads for scheduler
+ticks: a BLAS product alternated with a prange loop took 8 ms a pair instead
+of 0.8 ms with a serial loop (benchmarks/bench_kernels.py measures it).
 """
 from collections import namedtuple
 
 import numpy as np
 from numba import njit
 
-# Columns (output positions) per chunk: large enough for efficient BLAS calls,
-# small enough that a chunk's column matrix (C*kh*kw x this) stays in cache.
+# Grid columns (output positions) per chunk: large enough for efficient BLAS
+# calls, small enough that a chunk's column matrix (C*kh*kw x this) stays in
+# cache; the best of 1024, 2048 and 4096 at the benchmark's shapes.
 CHUNK_COLUMNS = 2048
 
-Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo wp wg")
+Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo hq wq")
 Geometry.__doc__ = """Shapes of one convolution: x (n, c, h, w), w (o, c, kh, kw),
-y (n, o, ho, wo); wp = w + 2*padding is the padded width, wg the grid width."""
+y (n, o, ho, wo); hq x wq is the size of a phase plane, wq the grid width."""
+
+
+def _check_arrays(name, **arrays):
+    """The arrays are 4-d and share one float dtype (float32 or float64); a ValueError
+    names the kernel. Works on numpy and cupy arrays alike (kernels/gpu.py uses it)."""
+    for label, a in arrays.items():
+        if a.ndim != 4:
+            raise ValueError(f"{name}: {label} must be 4-d, got shape {tuple(a.shape)}")
+    dtypes = [a.dtype for a in arrays.values()]
+    if len(set(dtypes)) != 1 or dtypes[0] not in (np.float32, np.float64):
+        raise ValueError(f"{name}: expected arrays of one dtype, float32 or float64, "
+                         f"got {', '.join(str(d) for d in dtypes)}")
+
+
+def _prepare(name, **arrays):
+    """The arrays, checked (`_check_arrays`) and C-contiguous."""
+    arrays = {label: np.asarray(a) for label, a in arrays.items()}
+    _check_arrays(name, **arrays)
+    return [np.ascontiguousarray(a) for a in arrays.values()]
 
 
 def _geometry(name, x_shape, w_shape, stride, padding):
     """Check a convolution's shapes and arguments; ValueError names the kernel."""
-    if len(x_shape) != 4 or len(w_shape) != 4:
-        raise ValueError(f"{name}: expected 4-d input (N, C, H, W) and weight (O, C, kh, kw), "
-                         f"got shapes {tuple(x_shape)} and {tuple(w_shape)}")
     n, c, h, w = x_shape
     o, wc, kh, kw = w_shape
     if c != wc:
@@ -56,17 +76,9 @@ def _geometry(name, x_shape, w_shape, stride, padding):
                          f"padded by {padding}")
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (w + 2 * padding - kw) // stride + 1
-    wp = w + 2 * padding
-    return Geometry(n, c, h, w, o, kh, kw, stride, padding, ho, wo, wp,
-                    wp if stride == 1 else wo)
-
-
-def _check_dtypes(name, *arrays):
-    """All arrays share one float dtype (float32 or float64)."""
-    dtypes = {a.dtype for a in arrays}
-    if len(dtypes) != 1 or arrays[0].dtype not in (np.float32, np.float64):
-        raise ValueError(f"{name}: expected arrays of one dtype, float32 or float64, "
-                         f"got {', '.join(str(a.dtype) for a in arrays)}")
+    hq = -(-(h + 2 * padding) // stride)  # ceil((h + 2p) / s)
+    wq = -(-(w + 2 * padding) // stride)
+    return Geometry(n, c, h, w, o, kh, kw, stride, padding, ho, wo, hq, wq)
 
 
 def _check_grad_y(name, grad_y, g):
@@ -77,7 +89,7 @@ def _check_grad_y(name, grad_y, g):
 
 def _chunks(g):
     """(first image, image count) of each chunk of about CHUNK_COLUMNS grid columns."""
-    per_chunk = max(1, CHUNK_COLUMNS // (g.ho * g.wg))
+    per_chunk = max(1, CHUNK_COLUMNS // (g.ho * g.wq))
     return [(n0, min(per_chunk, g.n - n0)) for n0 in range(0, g.n, per_chunk)]
 
 
@@ -97,139 +109,151 @@ def _add(src, dst):
 
 
 @njit(cache=True)
-def _padded_plane(image, padding, wp, tail):
-    """image (h, w) zero-padded on all sides, flattened, with `tail` extra zeros
-    at the end (the last taps' runs reach past the plane into garbage columns)."""
+def _phase_transfer(image, phases, stride, padding, wq, into_phases):
+    """Move pixels between image (h, w) and its phase planes phases (s*s, >= hq*wq):
+    image[r, v] = xpad[r + p, v + p] lives in phase ((r + p) % s, (v + p) % s)
+    at flat position ((r + p) // s) * wq + (v + p) // s.  Copies image into the
+    phases if into_phases, else phases into image."""
     h, w = image.shape
-    plane = np.zeros((h + 2 * padding) * wp + tail, image.dtype)
-    for r in range(h):
-        _copy(image[r], plane[(r + padding) * wp + padding:])
-    return plane
+    if stride == 1:  # one phase, the padded image: whole rows move as vectorised copies
+        for r in range(h):
+            start = (r + padding) * wq + padding
+            if into_phases:
+                _copy(image[r], phases[0, start:start + w])
+            else:
+                _copy(phases[0, start:start + w], image[r])
+        return
+    for pi in range(stride):
+        for pj in range(stride):
+            phase = phases[pi * stride + pj]
+            # phase column q holds image column q*s + pj - p: valid for q in [lo, hi)
+            lo = max(0, -((pj - padding) // stride))
+            hi = min(wq, (w - 1 + padding - pj) // stride + 1)
+            for rq in range(phases.shape[1] // wq):  # hq rows (the tail is shorter)
+                r = rq * stride + pi - padding
+                if 0 <= r < h:
+                    for q in range(lo, hi):
+                        if into_phases:
+                            phase[rq * wq + q] = image[r, q * stride + pj - padding]
+                        else:
+                            image[r, q * stride + pj - padding] = phase[rq * wq + q]
 
 
 @njit(cache=True)
-def _im2col(x, n0, nb, kh, kw, stride, padding, ho, wg):
+def _tap_run(i, j, stride, wq):
+    """(phase, start) of tap (i, j): its inputs over the grid are phases[phase, start:start + ho*wq]."""
+    return (i % stride) * stride + j % stride, (i // stride) * wq + j // stride
+
+
+@njit(cache=True)
+def _new_phases(stride, hq, wq, kw, dtype):
+    """Zeroed phase planes, with room at the end for the last taps' garbage columns."""
+    return np.zeros((stride * stride, hq * wq + (kw - 1) // stride), dtype)
+
+
+@njit(cache=True)
+def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     """Column matrix of images n0 .. n0+nb-1:
 
-        cols[(c, i, j), (m, oh, ow)] = xpad[n0 + m, c, oh*stride + i, ow*stride + j]
+        cols[(c, i, j), (m, a, b)] = xpad[n0 + m, c, a*stride + i, b*stride + j]
 
-    for ow < wg (see the module docstring on the wide grid)."""
-    _, c_in, _, w = x.shape
-    wp = w + 2 * padding
-    g = ho * wg
+    for b < wq (see the module docstring on contiguous taps)."""
+    c_in = x.shape[1]
+    g = ho * wq
     cols = np.empty((c_in * kh * kw, nb * g), x.dtype)
+    phases = _new_phases(stride, hq, wq, kw, x.dtype)  # padding stays zero from image to image
     for mc in range(nb * c_in):
         m, c = mc // c_in, mc % c_in
-        plane = _padded_plane(x[n0 + m, c], padding, wp, kw - 1)
+        _phase_transfer(x[n0 + m, c], phases, stride, padding, wq, True)
         for i in range(kh):
             for j in range(kw):
-                dst = cols[(c * kh + i) * kw + j, m * g:(m + 1) * g]
-                start = i * wp + j
-                if stride == 1:
-                    _copy(plane[start:start + g], dst)
-                else:
-                    for oh in range(ho):
-                        for ow in range(wg):
-                            dst[oh * wg + ow] = plane[start + stride * (oh * wp + ow)]
+                phase, start = _tap_run(i, j, stride, wq)
+                _copy(phases[phase, start:start + g], cols[(c * kh + i) * kw + j, m * g:(m + 1) * g])
     return cols
 
 
 @njit(cache=True)
-def _col2im(dcols, n0, kh, kw, stride, padding, ho, wg, gx):
-    """The adjoint of _im2col: add each column entry back to the input pixel it
-    was copied from, then crop the padding, writing images n0 .. of gx."""
-    _, c_in, h, w = gx.shape
-    wp = w + 2 * padding
-    g = ho * wg
+def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
+    """The adjoint of _im2col: add each column entry back onto the input pixel it
+    was copied from (dropping the padding), writing images n0 .. of gx."""
+    c_in = gx.shape[1]
+    g = ho * wq
     nb = dcols.shape[1] // g
+    phases = _new_phases(stride, hq, wq, kw, gx.dtype)
     for mc in range(nb * c_in):
         m, c = mc // c_in, mc % c_in
-        plane = np.zeros((h + 2 * padding) * wp + kw - 1, gx.dtype)
+        phases[:] = 0
         for i in range(kh):
             for j in range(kw):
-                src = dcols[(c * kh + i) * kw + j, m * g:(m + 1) * g]
-                start = i * wp + j
-                if stride == 1:
-                    _add(src, plane[start:])
-                else:
-                    for oh in range(ho):
-                        for ow in range(wg):
-                            plane[start + stride * (oh * wp + ow)] += src[oh * wg + ow]
-        for r in range(h):
-            start = (r + padding) * wp + padding
-            _copy(plane[start:start + w], gx[n0 + m, c, r])
+                phase, start = _tap_run(i, j, stride, wq)
+                _add(dcols[(c * kh + i) * kw + j, m * g:(m + 1) * g], phases[phase, start:start + g])
+        _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
 
 
 @njit(cache=True)
-def _to_nchw(yg, n0, wg, y):
-    """y[n0 + m, o, oh, ow] = yg[o, (m, oh, ow)] for ow < wo: drop the garbage columns."""
+def _to_nchw(yg, n0, wq, y):
+    """y[n0 + m, o, a, b] = yg[o, (m, a, b)] for b < wo: drop the garbage columns."""
     _, o_out, ho, wo = y.shape
-    nb = yg.shape[1] // (ho * wg)
+    nb = yg.shape[1] // (ho * wq)
     for m in range(nb):
         for o in range(o_out):
-            for oh in range(ho):
-                start = (m * ho + oh) * wg
-                _copy(yg[o, start:start + wo], y[n0 + m, o, oh])
+            for a in range(ho):
+                start = (m * ho + a) * wq
+                _copy(yg[o, start:start + wo], y[n0 + m, o, a])
 
 
 @njit(cache=True)
-def _to_grid(gy, n0, nb, wg):
-    """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wg) grid,
+def _to_grid(gy, n0, nb, wq):
+    """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
     zeros in the garbage columns."""
     _, o_out, ho, wo = gy.shape
-    grid = np.zeros((o_out, nb * ho * wg), gy.dtype)
+    grid = np.zeros((o_out, nb * ho * wq), gy.dtype)
     for m in range(nb):
         for o in range(o_out):
-            for oh in range(ho):
-                _copy(gy[n0 + m, o, oh], grid[o, (m * ho + oh) * wg:])
+            for a in range(ho):
+                _copy(gy[n0 + m, o, a], grid[o, (m * ho + a) * wq:])
     return grid
 
 
 def conv2d_forward(x, w, stride=1, padding=0):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    x, w = _prepare("conv2d_forward", x=x, w=w)
     g = _geometry("conv2d_forward", x.shape, w.shape, stride, padding)
-    _check_dtypes("conv2d_forward", x, w)
     weights = w.reshape(g.o, -1)
     y = np.empty((g.n, g.o, g.ho, g.wo), x.dtype)
     for n0, nb in _chunks(g):
-        cols = _im2col(x, n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.wg)
-        _to_nchw(weights @ cols, n0, g.wg, y)
+        cols = _im2col(x, n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+        _to_nchw(weights @ cols, n0, g.wq, y)
     return y
 
 
 def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     """The transposed convolution, gradient of conv2d_forward with respect to x:
-    gx[n, c, h, v] = sum over (o, a, b, i, j) with a*stride + i = h + padding and
+    gx[n, c, r, v] = sum over (o, a, b, i, j) with a*stride + i = r + padding and
     b*stride + j = v + padding of w[o, c, i, j] * grad_y[n, o, a, b].
     input_hw = (H, W) of x (with stride > 1 several input sizes give one output size)."""
-    grad_y, w = np.ascontiguousarray(grad_y), np.ascontiguousarray(w)
-    h, width = input_hw
-    x_shape = (grad_y.shape[0], w.shape[1] if w.ndim == 4 else -1, h, width)
+    grad_y, w = _prepare("conv2d_grad_input", grad_y=grad_y, w=w)
+    x_shape = (grad_y.shape[0], w.shape[1], *input_hw)
     g = _geometry("conv2d_grad_input", x_shape, w.shape, stride, padding)
-    _check_dtypes("conv2d_grad_input", grad_y, w)
     _check_grad_y("conv2d_grad_input", grad_y, g)
     weights_t = w.reshape(g.o, -1).T
     gx = np.empty(x_shape, grad_y.dtype)
     for n0, nb in _chunks(g):
-        dcols = weights_t @ _to_grid(grad_y, n0, nb, g.wg)
-        _col2im(dcols, n0, g.kh, g.kw, g.stride, g.padding, g.ho, g.wg, gx)
+        dcols = weights_t @ _to_grid(grad_y, n0, nb, g.wq)
+        _col2im(dcols, n0, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq, gx)
     return gx
 
 
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
     """Gradient of conv2d_forward with respect to w:
     gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
-    x, grad_y = np.ascontiguousarray(x), np.ascontiguousarray(grad_y)
-    kh, kw = kernel_hw
-    w_shape = (grad_y.shape[1] if grad_y.ndim == 4 else -1, x.shape[1] if x.ndim == 4 else -1,
-               kh, kw)
+    x, grad_y = _prepare("conv2d_grad_weight", x=x, grad_y=grad_y)
+    w_shape = (grad_y.shape[1], x.shape[1], *kernel_hw)
     g = _geometry("conv2d_grad_weight", x.shape, w_shape, stride, padding)
-    _check_dtypes("conv2d_grad_weight", x, grad_y)
     _check_grad_y("conv2d_grad_weight", grad_y, g)
-    gw = np.zeros((g.o, g.c * kh * kw), x.dtype)
+    gw = np.zeros((g.o, g.c * g.kh * g.kw), x.dtype)
     for n0, nb in _chunks(g):
-        cols = _im2col(x, n0, nb, kh, kw, g.stride, g.padding, g.ho, g.wg)
-        gw += _to_grid(grad_y, n0, nb, g.wg) @ cols.T
+        cols = _im2col(x, n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+        gw += _to_grid(grad_y, n0, nb, g.wq) @ cols.T
     return gw.reshape(w_shape)

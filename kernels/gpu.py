@@ -33,7 +33,7 @@ from pathlib import Path
 import cupy
 import numpy as np
 
-from .conv2d import _check_dtypes, _check_grad_y, _geometry
+from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float
 
 CUDA_SOURCES = {name: Path(__file__).with_name("cuda") / f"{name}.cu"
@@ -95,8 +95,8 @@ def conv2d_forward(x, w, stride=1, padding=0):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
     x, w = cupy.ascontiguousarray(x), cupy.ascontiguousarray(w)
+    _check_arrays("conv2d_forward", x=x, w=w)
     g = _geometry("conv2d_forward", x.shape, w.shape, stride, padding)
-    _check_dtypes("conv2d_forward", x, w)
     y = w.reshape(g.o, -1) @ _im2col(x, g)  # (O, N*Ho*Wo)
     return cupy.ascontiguousarray(y.reshape(g.o, g.n, g.ho, g.wo).transpose(1, 0, 2, 3))
 
@@ -105,9 +105,9 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     """The transposed convolution, gradient of conv2d_forward with respect to x,
     of shape (N, C) + input_hw (with stride > 1 several input sizes give one output size)."""
     grad_y, w = cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(w)
-    x_shape = (grad_y.shape[0], w.shape[1] if w.ndim == 4 else -1, *input_hw)
+    _check_arrays("conv2d_grad_input", grad_y=grad_y, w=w)
+    x_shape = (grad_y.shape[0], w.shape[1], *input_hw)
     g = _geometry("conv2d_grad_input", x_shape, w.shape, stride, padding)
-    _check_dtypes("conv2d_grad_input", grad_y, w)
     _check_grad_y("conv2d_grad_input", grad_y, g)
     return _col2im(w.reshape(g.o, -1).T @ _grad_y_matrix(grad_y, g), g)
 
@@ -116,10 +116,9 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
     """Gradient of conv2d_forward with respect to w:
     gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
     x, grad_y = cupy.ascontiguousarray(x), cupy.ascontiguousarray(grad_y)
-    w_shape = (grad_y.shape[1] if grad_y.ndim == 4 else -1, x.shape[1] if x.ndim == 4 else -1,
-               *kernel_hw)
+    _check_arrays("conv2d_grad_weight", x=x, grad_y=grad_y)
+    w_shape = (grad_y.shape[1], x.shape[1], *kernel_hw)
     g = _geometry("conv2d_grad_weight", x.shape, w_shape, stride, padding)
-    _check_dtypes("conv2d_grad_weight", x, grad_y)
     _check_grad_y("conv2d_grad_weight", grad_y, g)
     return (_grad_y_matrix(grad_y, g) @ _im2col(x, g).T).reshape(w_shape)
 

@@ -44,8 +44,11 @@ def _forward(planes, kernel, stride, ho, wo):
                 for i in range(a * stride, a * stride + kernel):
                     for j in range(b * stride, b * stride + kernel):
                         v = planes[p, i, j]
-                        if v > best or (v != v and best == best):
-                            best, where = v, i * w + j
+                        # bitwise, not short-circuit: selects, not branches a random
+                        # input would mispredict
+                        better = (v > best) | ((v != v) & (best == best))
+                        best = v if better else best
+                        where = i * w + j if better else where
                 y[p, a, b] = best
                 argmax[p, a, b] = where
     return y, argmax

@@ -40,21 +40,24 @@ def conv_cases(draw):
     return x, weight, grad_y, stride, padding
 
 
+# Each conv kernel as a function of a module (kernels or reference) and a case.
+CONV_KERNELS = {
+    "forward": lambda m, x, w, gy, s, p: m.conv2d_forward(x, w, s, p),
+    "grad_input": lambda m, x, w, gy, s, p: m.conv2d_grad_input(gy, w, x.shape[2:], s, p),
+    "grad_weight": lambda m, x, w, gy, s, p: m.conv2d_grad_weight(x, gy, w.shape[2:], s, p),
+}
 # Small chunks split a batch into several im2col chunks, the last one shorter.
 chunk_columns = st.sampled_from([1, 40, conv2d.CHUNK_COLUMNS])
 
 
-@settings(deadline=None, max_examples=40)
-@given(conv_cases(), chunk_columns)
-def test_conv2d_matches_reference(case, chunk):
-    x, w, grad_y, stride, padding = case
+@pytest.mark.parametrize("kernel", CONV_KERNELS)
+@settings(deadline=None, max_examples=30)
+@given(case=conv_cases(), chunk=chunk_columns)
+def test_conv2d_kernel_matches_reference(kernel, case, chunk):
+    x = case[0]
     with mock.patch.object(conv2d, "CHUNK_COLUMNS", chunk):
-        assert_close(K.conv2d_forward(x, w, stride, padding),
-                     R.conv2d_forward(x, w, stride, padding), x.dtype)
-        assert_close(K.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding),
-                     R.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding), x.dtype)
-        assert_close(K.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding),
-                     R.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding), x.dtype)
+        actual = CONV_KERNELS[kernel](K, *case)
+    assert_close(actual, CONV_KERNELS[kernel](R, *case), x.dtype)
 
 
 @st.composite
@@ -75,15 +78,23 @@ def pool_cases(draw):
 
 @settings(deadline=None, max_examples=40)
 @given(pool_cases())
-def test_max_pool2d_matches_reference(case):
+def test_max_pool2d_forward_matches_reference(case):
     x, kernel, stride = case
     y, argmax = K.max_pool2d_forward(x, kernel, stride)
     y_ref, argmax_ref = R.max_pool2d_forward(x, kernel, stride)
     assert y.dtype == x.dtype and argmax.dtype == np.int64
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+@settings(deadline=None, max_examples=30)
+@given(pool_cases())
+def test_max_pool2d_backward_and_gather_match_reference(case):
+    """The scatter-add and its adjoint gather, at the argmax of a forward pass."""
+    x, kernel, stride = case
+    _, argmax = R.max_pool2d_forward(x, kernel, stride)
     rng = np.random.default_rng(0)
-    grad_y = rng.standard_normal(y.shape).astype(x.dtype)
+    grad_y = rng.standard_normal(argmax.shape).astype(x.dtype)
     assert_close(K.max_pool2d_backward(grad_y, argmax, x.shape[2:]),
                  R.max_pool2d_backward(grad_y, argmax, x.shape[2:]), x.dtype)
     grad_x = rng.standard_normal(x.shape).astype(x.dtype)
