@@ -144,8 +144,14 @@ def omniglot(device):
             timings[(order, "PyTorch eager")] = lambda it=iteration: sync(it())
         ours = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy).meta_gradients(tasks)[1]
         theirs = torch_omniglot_iteration(torch, params, tasks, False, device)()
-        for g, t in zip(ours.values(), theirs):
-            np.testing.assert_allclose(g.numpy(), t.cpu().numpy(), rtol=2e-2, atol=2e-4)  # same meta-gradient
+        # the same meta-gradient, up to float32 rounding (which can flip a few ReLU masks)
+        # (relative to the whole gradient: conv biases before batch norm get gradients that are
+        # zero up to rounding, so their own relative errors mean nothing)
+        ours_flat = np.concatenate([g.numpy().ravel() for g in ours.values()])
+        theirs_flat = np.concatenate([t.cpu().numpy().ravel() for t in theirs])
+        error = np.linalg.norm(ours_flat - theirs_flat) / np.linalg.norm(theirs_flat)
+        assert error < 1e-3, f"tinymeta and PyTorch meta-gradients differ: relative error {error:.2e}"
+        print(f"relative difference of the meta-gradients, tinymeta vs PyTorch: {error:.1e}")
         torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         torch_note = "PyTorch not installed: its rows are missing"
