@@ -34,7 +34,7 @@ import cupy
 import numpy as np
 
 from .conv2d import _check_arrays, _check_grad_y, _geometry
-from .max_pool2d import _check_argmax, _check_float
+from .max_pool2d import _check_argmax, _check_float, _pool_geometry
 
 CUDA_SOURCES = {name: Path(__file__).with_name("cuda") / f"{name}.cu"
                 for name in ("conv2d", "max_pool2d")}
@@ -130,17 +130,7 @@ def max_pool2d_forward(x, kernel, stride):
     `stride` pixels, no padding; argmax (int64, y's shape) = h*W + w of the first
     maximum of each window.  One thread per output element."""
     x = cupy.ascontiguousarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"max_pool2d_forward: expected 4-d input (N, C, H, W), got shape {x.shape}")
-    _check_float("max_pool2d_forward", x)
-    if int(kernel) != kernel or int(stride) != stride or kernel < 1 or stride < 1:
-        raise ValueError(f"max_pool2d_forward: kernel and stride must be positive integers, "
-                         f"got {kernel!r} and {stride!r}")
-    n, c, h, w = x.shape
-    if kernel > h or kernel > w:
-        raise ValueError(f"max_pool2d_forward: kernel {kernel} larger than the input {h}x{w}")
-    kernel, stride = int(kernel), int(stride)
-    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    n, c, h, w, ho, wo, kernel, stride = _pool_geometry(x, kernel, stride)
     y = cupy.empty((n, c, ho, wo), x.dtype)
     argmax = cupy.empty((n, c, ho, wo), cupy.int64)
     _launch("max_pool2d", "max_pool_forward", x.dtype, y.size,

@@ -88,6 +88,14 @@ def max_pool2d_forward(x, kernel, stride):
     `stride` pixels, no padding: y[n, c, a, b] = max of x[n, c, a*stride : +kernel,
     b*stride : +kernel]; argmax (int64, y's shape) = h*W + w of its first maximum."""
     x = np.ascontiguousarray(x)
+    n, c, h, w, ho, wo, kernel, stride = _pool_geometry(x, kernel, stride)
+    y, argmax = _forward(x.reshape(n * c, h, w), kernel, stride, ho, wo)
+    return y.reshape(n, c, ho, wo), argmax.reshape(n, c, ho, wo)
+
+
+def _pool_geometry(x, kernel, stride):
+    """Check max_pool2d_forward's arguments (numpy or cupy x); returns
+    (n, c, h, w, ho, wo, kernel, stride) with kernel and stride as ints."""
     if x.ndim != 4:
         raise ValueError(f"max_pool2d_forward: expected 4-d input (N, C, H, W), got shape {x.shape}")
     _check_float("max_pool2d_forward", x)
@@ -97,9 +105,8 @@ def max_pool2d_forward(x, kernel, stride):
     n, c, h, w = x.shape
     if kernel > h or kernel > w:
         raise ValueError(f"max_pool2d_forward: kernel {kernel} larger than the input {h}x{w}")
-    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
-    y, argmax = _forward(x.reshape(n * c, h, w), int(kernel), int(stride), ho, wo)
-    return y.reshape(n, c, ho, wo), argmax.reshape(n, c, ho, wo)
+    kernel, stride = int(kernel), int(stride)
+    return n, c, h, w, (h - kernel) // stride + 1, (w - kernel) // stride + 1, kernel, stride
 
 
 def max_pool2d_backward(grad_y, argmax, input_hw):
