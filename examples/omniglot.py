@@ -27,7 +27,10 @@ import numpy as np
 from tinymeta import nn
 from tinymeta.data.omniglot import load_omniglot, split_by_alphabet, split_by_character
 from tinymeta.data.sampler import FewShotSampler
+from tinymeta.grad_mode import no_grad
 from tinymeta.meta import MAML, Reptile, evaluate, meta_train
+from tinymeta.meta.adapt import adapt, fresh_leaves
+from tinymeta.meta.evaluate import estimate
 from tinymeta.nn.functional import accuracy, cross_entropy
 from tinymeta.optim import Adam
 
@@ -79,17 +82,6 @@ def parse_args():
     return args
 
 
-def support_stats_model(model):
-    """The same network whose batch norms, in evaluation, normalise with the support set's
-    statistics: a forward pass over the support set (momentum 1) stores them."""
-    for module in model._modules.values():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = 1.0
-            module._buffers = {"running_mean": np.zeros(module.num_features, np.float32),
-                               "running_var": np.ones(module.num_features, np.float32)}
-    return model
-
-
 def accuracy_after_adaptation(model, tasks, args):
     """Mean and 95% CI of query accuracy after args.eval_steps steps, batch norm as args.batch_norm says."""
     if args.batch_norm == "transductive":
@@ -99,9 +91,8 @@ def accuracy_after_adaptation(model, tasks, args):
 
 
 def _non_transductive_accuracy(model, tasks, args):
-    from tinymeta.grad_mode import no_grad
-    from tinymeta.meta.adapt import adapt, fresh_leaves
-    from tinymeta.meta.evaluate import estimate
+    """Batch norm in evaluation mode with running statistics of momentum 1 (see main): a
+    forward pass over the adapted support set stores its statistics, the query set uses them."""
     batch_norms = [m for m in model._modules.values() if isinstance(m, nn.BatchNorm2d)]
     scores = []
     for task in tasks:
@@ -162,9 +153,10 @@ def main():
     test_tasks = FewShotSampler(split.test.images, args.way, args.shot, args.eval_query).sample(
         args.eval_tasks, np.random.default_rng([args.seed, 3]))
 
-    model = nn.omniglot_cnn(args.way, np.random.default_rng([args.seed, 4]), downsample=args.downsample)
-    if args.batch_norm == "support-stats":
-        support_stats_model(model)
+    # non-transductive evaluation keeps the last batch's statistics (momentum 1): the support set's
+    support_stats = args.batch_norm == "support-stats"
+    model = nn.omniglot_cnn(args.way, np.random.default_rng([args.seed, 4]), downsample=args.downsample,
+                            track_running_stats=support_stats, bn_momentum=1.0 if support_stats else 0.1)
     model.to(args.device)
     learner = make_learner(args, model, np.random.default_rng([args.seed, 5]))
     optimizer = Adam(model.parameters_dict(), lr=1e-3)

@@ -39,10 +39,11 @@ def test_sine_example_rejects_zero_shots():
 
 
 def test_omniglot_example_on_the_shared_subset(tmp_path, shared_dir):
+    """First-order MAML with non-transductive batch norm (the default path is covered by evaluate's tests)."""
     pytest.importorskip("matplotlib")
     pytest.importorskip("PIL")
     out = run("omniglot.py", "--data", shared_dir / "data" / "omniglot", "--iters", 4, "--meta-batch", 2,
               "--val-every", 2, "--val-tasks", 3, "--eval-tasks", 5, "--out", tmp_path, "--no-progress",
-              "--algo", "fomaml", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+              "--algo", "fomaml", "--batch-norm", "support-stats", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert "test accuracy" in out
     assert (tmp_path / "curves.png").exists() and (tmp_path / "best.npz").exists()

@@ -188,3 +188,18 @@ def test_pow_and_log_of_large_softmax_inputs_stay_finite():
     np.testing.assert_allclose(tm.logsumexp(x, axis=-1).data, [1000.0])
     (g,) = tm.grad(out[0, 1], [x])
     assert np.all(np.isfinite(g.data))
+
+
+def test_astype_gradients_return_in_the_input_dtype_to_second_order():
+    """astype is exact between float dtypes, so its derivatives are checked analytically:
+    finite differences through a float32 round trip would measure rounding, not the op."""
+    x = tm.tensor(np.array([0.5, -2.0], dtype=np.float32), requires_grad=True)
+    y = tm.sum(tm.astype(x, np.float64) ** 3)
+    assert y.dtype == np.float64
+    (g,) = tm.grad(y, [x], create_graph=True)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g.data, 3 * x.data ** 2)
+    (h,) = tm.grad(tm.sum(g), [x])
+    np.testing.assert_allclose(h.data, 6 * x.data)
+    tm.check_grads(lambda t: tm.astype(tm.astype(t, np.float32), np.float64) * 1.0, np.array([1.0]), order=2,
+                   atol=1e-3, rtol=1e-3, eps=1e-2)

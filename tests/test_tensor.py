@@ -112,3 +112,14 @@ def test_reshape_and_index_errors_name_the_op():
 def test_truth_value_of_many_elements_is_ambiguous():
     with pytest.raises(ValueError, match="ambiguous"):
         bool(tm.tensor(np.ones(2)) > 0)
+
+
+def test_zeros_like_and_ones_like_ignore_the_values():
+    t = tm.tensor(np.array([np.nan, np.inf]))
+    np.testing.assert_array_equal(tm.zeros_like(t).data, [0.0, 0.0])
+    np.testing.assert_array_equal(tm.ones_like(t).data, [1.0, 1.0])
+
+
+def test_an_operand_of_the_wrong_type_names_the_op():
+    with pytest.raises(TypeError, match="add: expected a Tensor, number or array, got str"):
+        tm.tensor([1.0]) + "a"

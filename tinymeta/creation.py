@@ -9,7 +9,7 @@ on every device).
 """
 import numpy as np
 
-from .backend import array_module, to_device
+from .backend import array_module, get_array_module, to_device
 from .tensor import Tensor
 
 
@@ -51,11 +51,11 @@ def full(shape, value, dtype=np.float32, requires_grad=False, device="cpu"):
 
 
 def zeros_like(t, requires_grad=False):
-    return Tensor(t.data * 0, requires_grad=requires_grad)
+    return Tensor(get_array_module(t.data).zeros_like(t.data), requires_grad=requires_grad)
 
 
 def ones_like(t, requires_grad=False):
-    return Tensor(t.data * 0 + 1, requires_grad=requires_grad)
+    return Tensor(get_array_module(t.data).ones_like(t.data), requires_grad=requires_grad)
 
 
 def randn(shape, rng, dtype=np.float32, requires_grad=False, device="cpu"):

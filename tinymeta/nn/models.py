@@ -11,13 +11,15 @@ def sine_mlp(rng, hidden=40, dtype=np.float32):
                       Linear(hidden, 1, rng, dtype=dtype))
 
 
-def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28, in_channels=1, dtype=np.float32):
+def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28, in_channels=1, dtype=np.float32,
+                 track_running_stats=False, bn_momentum=0.1):
     """Four blocks of [3x3 conv, batch norm, ReLU], each halving the image, then a linear layer.
 
     downsample="stride" halves with stride-2 convolutions (the MAML paper's Omniglot
     code); "maxpool" uses stride-1 convolutions followed by 2x2 max-pooling (its
     MiniImagenet code, and many Omniglot reproductions). Batch norm uses the
-    statistics of the batch at hand, as MAML does.
+    statistics of the batch at hand, as MAML does; track_running_stats and
+    bn_momentum are passed to every BatchNorm2d.
     """
     if downsample not in ("stride", "maxpool"):
         raise ValueError(f"omniglot_cnn: downsample must be 'stride' or 'maxpool', got {downsample!r}")
@@ -28,7 +30,8 @@ def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28
             size = (size + 1) // 2
         else:
             layers += [Conv2d(c_in, channels, 3, rng, padding=1, dtype=dtype)]
-        layers += [BatchNorm2d(channels, dtype=dtype), ReLU()]
+        layers += [BatchNorm2d(channels, momentum=bn_momentum, track_running_stats=track_running_stats,
+                               dtype=dtype), ReLU()]
         if downsample == "maxpool":
             if size < 2:
                 raise ValueError(f"omniglot_cnn: a {image_size}x{image_size} image is too small for four 2x2 poolings")

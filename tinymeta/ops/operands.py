@@ -31,11 +31,14 @@ def as_tensor(value, dtype=None, like=None):
 
 def binary_operands(a, b, op):
     """Both operands of a binary op as Tensors of a common dtype."""
-    if type(a) is not Tensor:
-        b = as_tensor(b)
-        a = as_tensor(a, b.data.dtype, b.data)
-    elif type(b) is not Tensor:
-        b = as_tensor(b, a.data.dtype, a.data)
+    try:
+        if type(a) is not Tensor:
+            b = as_tensor(b)
+            a = as_tensor(a, b.data.dtype, b.data)
+        elif type(b) is not Tensor:
+            b = as_tensor(b, a.data.dtype, a.data)
+    except TypeError as err:
+        raise TypeError(f"{op}: {err}") from None
     if type(a.data) is not type(b.data) and device_of(a.data) != device_of(b.data):
         raise ValueError(f"{op}: operands are on different devices ({device_of(a.data)} and "
                          f"{device_of(b.data)}); move one with .to(device)")
