@@ -1,14 +1,16 @@
-"""One meta-iteration of MAML (second order) and first-order MAML: tinymeta against PyTorch.
+"""One meta-iteration of MAML (second order) and first-order MAML: tinymeta against PyTorch and JAX.
 
 Sine: the MAML paper's setting, a 1-40-40-1 ReLU MLP, meta-batch 25 tasks, K = 10
 support and 10 query points, one inner SGD step (lr 0.01), float32. tinymeta is
 timed both as the per-task loop a reader writes first and vectorised over the
 meta-batch (one batched pass with a task axis on the parameters); PyTorch as the
-standard per-task loop with torch.autograd.grad(create_graph=True).
+standard per-task loop with torch.autograd.grad(create_graph=True); JAX (when
+installed) as jit of vmap over the tasks, the fastest form it offers.
 
 Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
-step (lr 0.4), the 4-block stride-2 conv net with batch norm, float32; per-task
-loops on both sides (conv and batch norm have no task axis).
+step (lr 0.4), the 4-block conv net with batch norm (stride-2 convolutions, and
+the max-pool variant), float32; tinymeta as the per-task loop and vectorised,
+PyTorch as the per-task loop.
 
     python benchmarks/bench_meta.py                          # both, on the CPU
     python benchmarks/bench_meta.py sine                     # or one of them
@@ -32,6 +34,7 @@ from tinymeta.nn import omniglot_cnn, sine_mlp  # noqa: E402
 from tinymeta.nn.functional import cross_entropy  # noqa: E402
 
 META_BATCH, INNER_LR = 25, 0.01
+ORDERS = (("second order (MAML)", False), ("first order (FOMAML)", True))
 
 
 def tinymeta_meta_iteration(model, tasks, first_order, vectorize):
@@ -60,35 +63,79 @@ def torch_meta_iteration(torch, params, tasks, first_order):
     return meta_iteration
 
 
+def jax_meta_iteration(jax, params, tasks, first_order):
+    """jit(grad of the mean query loss after one inner step, vmapped over the tasks)."""
+    jnp = jax.numpy
+    data = [jnp.asarray(np.stack([getattr(getattr(t, part), field) for t in tasks]))
+            for part in ("support", "query") for field in ("inputs", "targets")]
+
+    def loss(p, x, y):
+        h = jax.nn.relu(x @ p[0] + p[1])
+        h = jax.nn.relu(h @ p[2] + p[3])
+        return jnp.mean((h @ p[4] + p[5] - y) ** 2)
+
+    def task_loss(p, xs, ys, xq, yq):
+        grads = jax.grad(loss)(p, xs, ys)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        return loss([w - INNER_LR * g for w, g in zip(p, grads)], xq, yq)
+
+    def meta_loss(p):
+        return jnp.mean(jax.vmap(task_loss, in_axes=(None, 0, 0, 0, 0))(p, *data))
+
+    meta_gradient = jax.jit(jax.grad(meta_loss))
+    return lambda: jax.block_until_ready(meta_gradient(params))
+
+
 def sine():
     rng = np.random.default_rng(0)
     model = sine_mlp(np.random.default_rng(1))
     tasks = SineTasks(10, 10).sample(META_BATCH, rng)
     timings = {}
-    for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
+    for order, first_order in ORDERS:
         timings[(order, "tinymeta, per-task loop")] = tinymeta_meta_iteration(model, tasks, first_order, False)
         timings[(order, "tinymeta, vectorised over tasks")] = tinymeta_meta_iteration(model, tasks, first_order, True)
-    try:
-        import torch
-        torch.set_num_threads(os.cpu_count())
-        params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
-        for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
-            timings[(order, "PyTorch eager, per-task loop")] = torch_meta_iteration(torch, params, tasks, first_order)
-        ours = MAML(model, INNER_LR, 1, vectorize=True).meta_gradients(tasks)[1]
-        theirs = torch_meta_iteration(torch, params, tasks, False)()
-        for g, t in zip(ours.values(), theirs):
-            np.testing.assert_allclose(g.data, t.numpy(), rtol=1e-3, atol=1e-5)  # same meta-gradient
-        torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
-    except ImportError:
-        torch_note = "PyTorch not installed: its rows are missing"
-
+    notes = [_torch_sine(model, tasks, timings), _jax_sine(model, tasks, timings)]
     medians = {key: median_seconds(fn, repeats=40, warmup=5) for key, fn in timings.items()}
-    table = comparison_table(medians, "median ms", 1e3, [("vs PyTorch", "PyTorch eager, per-task loop")])
+    table = comparison_table(medians, "median ms", 1e3, [("vs PyTorch", "PyTorch eager, per-task loop"),
+                                                         ("vs JAX", "JAX jit + vmap")])
     print(table)
     write_section("meta-sine", "\n\n".join([
         "## One meta-iteration, sine (meta-batch 25, K = 10, one inner step), float32",
-        f"`python benchmarks/bench_meta.py`, {datetime.date.today()}; {machine_line()}; {torch_note}.",
+        f"`python benchmarks/bench_meta.py sine`, {datetime.date.today()}; {machine_line()}; {'; '.join(notes)}.",
         table]))
+
+
+def _jax_sine(model, tasks, timings):
+    """Add JAX's rows (after checking its meta-gradient against ours); the note for the table."""
+    try:
+        import jax
+    except ImportError:
+        return "JAX not installed: its rows are missing"
+    params = [jax.numpy.asarray(p.data) for p in model.parameters()]
+    ours = MAML(model, INNER_LR, 1, vectorize=True).meta_gradients(tasks)[1]
+    for g, j in zip(ours.values(), jax_meta_iteration(jax, params, tasks, False)()):
+        np.testing.assert_allclose(g.data, np.asarray(j), rtol=1e-3, atol=1e-5)  # same meta-gradient
+    for order, first_order in ORDERS:
+        timings[(order, "JAX jit + vmap")] = jax_meta_iteration(jax, params, tasks, first_order)
+    return f"JAX {jax.__version__} on {jax.devices()[0].platform}"
+
+
+def _torch_sine(model, tasks, timings):
+    """Add PyTorch's rows (after checking its meta-gradient against ours); the note for the table."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch not installed: its rows are missing"
+    torch.set_num_threads(os.cpu_count())
+    params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
+    for order, first_order in ORDERS:
+        timings[(order, "PyTorch eager, per-task loop")] = torch_meta_iteration(torch, params, tasks, first_order)
+    ours = MAML(model, INNER_LR, 1, vectorize=True).meta_gradients(tasks)[1]
+    theirs = torch_meta_iteration(torch, params, tasks, False)()
+    for g, t in zip(ours.values(), theirs):
+        np.testing.assert_allclose(g.data, t.numpy(), rtol=1e-3, atol=1e-5)  # same meta-gradient
+    return f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 # --- Omniglot ---------------------------------------------------------------------
@@ -102,17 +149,20 @@ def omniglot_tasks(rng):
     return [Task(examples(SHOT), examples(QUERY)) for _ in range(OMNIGLOT_BATCH)]
 
 
-def torch_omniglot_iteration(torch, params, tasks, first_order, device):
+def torch_omniglot_iteration(torch, params, tasks, first_order, device, downsample):
     functional = torch.nn.functional
     data = [[torch.tensor(a, device=device) for a in (t.support.inputs, t.support.targets, t.query.inputs,
                                                       t.query.targets)]
             for t in tasks]
+    stride = 2 if downsample == "stride" else 1
 
     def forward(p, x):
         for block in range(4):
             w, b, gamma, beta = p[4 * block: 4 * block + 4]
-            x = functional.conv2d(x, w, b, stride=2, padding=1)
+            x = functional.conv2d(x, w, b, stride=stride, padding=1)
             x = functional.relu(functional.batch_norm(x, None, None, gamma, beta, training=True))
+            if downsample == "maxpool":
+                x = functional.max_pool2d(x, 2)
         return x.flatten(1) @ p[16] + p[17]
 
     def meta_iteration():
@@ -128,44 +178,53 @@ def torch_omniglot_iteration(torch, params, tasks, first_order, device):
 
 
 def omniglot(device):
-    model = omniglot_cnn(WAY, np.random.default_rng(0)).to(device)
     tasks = omniglot_tasks(np.random.default_rng(1))
     sync = _synchronizer(device)
-    timings = {}
-    for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
-        maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy)
-        timings[(order, "tinymeta")] = lambda maml=maml: sync(maml.meta_gradients(tasks))
-    try:
-        import torch
-        torch.set_num_threads(os.cpu_count())
-        params = [torch.tensor(p.numpy(), requires_grad=True, device=device) for p in model.parameters()]
-        for order, first_order in (("second order (MAML)", False), ("first order (FOMAML)", True)):
-            iteration = torch_omniglot_iteration(torch, params, tasks, first_order, device)
-            timings[(order, "PyTorch eager")] = lambda it=iteration: sync(it())
-        ours = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy).meta_gradients(tasks)[1]
-        theirs = torch_omniglot_iteration(torch, params, tasks, False, device)()
-        # the same meta-gradient, up to float32 rounding (which can flip a few ReLU masks)
-        # (relative to the whole gradient: conv biases before batch norm get gradients that are
-        # zero up to rounding, so their own relative errors mean nothing)
-        ours_flat = np.concatenate([g.numpy().ravel() for g in ours.values()])
-        theirs_flat = np.concatenate([t.cpu().numpy().ravel() for t in theirs])
-        error = np.linalg.norm(ours_flat - theirs_flat) / np.linalg.norm(theirs_flat)
-        assert error < 1e-3, f"tinymeta and PyTorch meta-gradients differ: relative error {error:.2e}"
-        print(f"relative difference of the meta-gradients, tinymeta vs PyTorch: {error:.1e}")
-        torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
-    except ImportError:
-        torch_note = "PyTorch not installed: its rows are missing"
+    timings, notes = {}, []
+    for downsample in ("stride", "maxpool"):
+        model = omniglot_cnn(WAY, np.random.default_rng(0), downsample=downsample).to(device)
+        for order, first_order in ORDERS:
+            workload = f"{downsample} net, {order}"
+            for implementation, vectorize in (("tinymeta, per-task loop", False), ("tinymeta, vectorised", True)):
+                maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy,
+                            vectorize=vectorize)
+                timings[(workload, implementation)] = lambda maml=maml: sync(maml.meta_gradients(tasks))
+        notes.append(_torch_omniglot(model, tasks, downsample, device, sync, timings))
 
     medians = {key: median_seconds(fn, repeats=5, warmup=1) for key, fn in timings.items()}
-    table = comparison_table(medians, "median s", 1, [("vs PyTorch", "PyTorch eager")])
+    table = comparison_table(medians, "median s", 1, [("vs PyTorch", "PyTorch eager, per-task loop")])
     print(table)
     where = _gpu_name() if device == "cuda" else f"{machine_line()}; numba threads: {numba.get_num_threads()}"
     write_section(f"meta-omniglot-{device}", "\n\n".join([
         f"## One meta-iteration on {device}, Omniglot 5-way 1-shot, 15 query per class, meta-batch 32, "
         "one inner step, float32",
         f"`python benchmarks/bench_meta.py omniglot --device {device}`, {datetime.date.today()}; {where}; "
-        f"{torch_note}.",
+        f"{notes[0]}.",
         table]))
+
+
+def _torch_omniglot(model, tasks, downsample, device, sync, timings):
+    """Add PyTorch's rows for this net (after checking its meta-gradient against ours); the note for the table."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch not installed: its rows are missing"
+    torch.set_num_threads(os.cpu_count())
+    params = [torch.tensor(p.numpy(), requires_grad=True, device=device) for p in model.parameters()]
+    for order, first_order in ORDERS:
+        iteration = torch_omniglot_iteration(torch, params, tasks, first_order, device, downsample)
+        timings[(f"{downsample} net, {order}", "PyTorch eager, per-task loop")] = lambda it=iteration: sync(it())
+    ours = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy, vectorize=True).meta_gradients(tasks)[1]
+    theirs = torch_omniglot_iteration(torch, params, tasks, False, device, downsample)()
+    # the same meta-gradient, up to float32 rounding (which can flip a few ReLU masks)
+    # (relative to the whole gradient: conv biases before batch norm get gradients that are
+    # zero up to rounding, so their own relative errors mean nothing)
+    ours_flat = np.concatenate([g.numpy().ravel() for g in ours.values()])
+    theirs_flat = np.concatenate([t.cpu().numpy().ravel() for t in theirs])
+    error = np.linalg.norm(ours_flat - theirs_flat) / np.linalg.norm(theirs_flat)
+    assert error < 1e-3, f"tinymeta and PyTorch meta-gradients differ ({downsample} net): relative error {error:.2e}"
+    print(f"{downsample} net: relative difference of the meta-gradients, tinymeta vs PyTorch: {error:.1e}")
+    return f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def _synchronizer(device):
@@ -183,7 +242,7 @@ def _gpu_name():
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Time one meta-iteration against PyTorch.")
+    parser = argparse.ArgumentParser(description="Time one meta-iteration against PyTorch and JAX.")
     parser.add_argument("which", nargs="*", help="sine and/or omniglot (default: both)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="device for the Omniglot meta-iteration (the sine one runs on the CPU)")

@@ -68,6 +68,9 @@ def parse_args():
     p.add_argument("--out", type=Path, default=Path("examples/results/omniglot"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default cpu)")
+    p.add_argument("--per-task-loop", action="store_true",
+                   help="adapt the tasks of a meta-batch one by one (the readable reference) instead of in one "
+                        "batched pass; the meta-gradient is the same")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args()
     reptile = args.algo == "reptile"
@@ -109,10 +112,13 @@ def _non_transductive_accuracy(model, tasks, args):
 
 
 def make_learner(args, model, rng):
+    """The meta-learner; it adapts the whole meta-batch in one batched pass unless --per-task-loop."""
+    vectorize = not args.per_task_loop
     if args.algo == "reptile":
         return Reptile(model, args.inner_lr, args.inner_steps, inner_batch=args.way * args.shot, outer_lr=1.0,
-                       loss_fn=cross_entropy, rng=rng)
-    return MAML(model, args.inner_lr, args.inner_steps, first_order=args.algo == "fomaml", loss_fn=cross_entropy)
+                       loss_fn=cross_entropy, rng=rng, vectorize=vectorize)
+    return MAML(model, args.inner_lr, args.inner_steps, first_order=args.algo == "fomaml", loss_fn=cross_entropy,
+                vectorize=vectorize)
 
 
 def plot_curves(path, history, args):

@@ -7,11 +7,24 @@ arrays to numpy arrays that know nothing of tensors or autodiff.
                    (scatter-add) and max_pool2d_gather (its adjoint)
     reference.py   plain numpy versions of all six: the tests' oracles
 
+Every conv kernel also takes a leading task axis (5-d arrays, one weight per
+task); max pooling has no weights, so 5-d inputs are just more images.
+
 Numba compiles each kernel once per dtype (float32, float64) and caches it on
-disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python.
+disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python. The
+kernels' parallel loops run on numba's "workqueue" threading layer unless
+NUMBA_THREADING_LAYER is set: OpenMP's spinning threads stall the BLAS
+products that the loops alternate with (see conv2d.py).
 """
-from .conv2d import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
-from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather
+import os
+
+import numba
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+from .conv2d import conv2d_forward, conv2d_grad_input, conv2d_grad_weight  # noqa: E402 (after the layer choice)
+from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather  # noqa: E402
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_gather"]

@@ -1,7 +1,11 @@
 """2-D convolution (NCHW input, OIHW weight) and its two gradients, on the CPU.
 
-All three kernels are im2col + BLAS matrix products, taken a chunk of images
-at a time so that the column matrix stays a few MB (in cache):
+A leading task axis is optional: x (T, N, C, H, W) with w (T, O, C, kh, kw)
+is T independent convolutions, task t's images with task t's weight (one
+network per task: MAML's meta-batch in one call). 4-d arrays are one task.
+
+All three kernels are im2col + BLAS matrix products, taken task by task and a
+chunk of images at a time, so that the column matrix stays a few MB (in cache):
 
     forward       y     = W @ cols(x)            W = w reshaped to (O, C*kh*kw)
     grad_input    dcols = W.T @ gy               gx = col2im(dcols)
@@ -20,21 +24,24 @@ columns are garbage: dropped when the grid becomes y, and given zeros when a
 gradient becomes a grid, so they add nothing to any result.  (With s = 1 there
 is one phase, the padded image, and wq = W + 2p.)
 
-The numba functions run serially (no prange): every kernel here interleaves
-them with multithreaded BLAS, and on a 2-core machine numba's OpenMP threads,
-still spinning after a parallel region, stall BLAS's threads for scheduler
-ticks: a BLAS product alternated with a prange loop took 8 ms a pair instead
-of 0.8 ms with a serial loop (benchmarks/bench_kernels.py measures it).
+Threads.  The numba copies run in parallel over the images of a chunk
+(prange), between multithreaded BLAS products.  Numba's OpenMP threading
+layer makes that alternation slow: its threads keep spinning after a parallel
+region and take the cores BLAS's threads need (on 2 cores, 8 ms per product
+and copy instead of under 1 ms). Numba's own "workqueue" layer, whose threads
+sleep when idle, has no such stall, so tinymeta.kernels selects it unless
+NUMBA_THREADING_LAYER says otherwise (kernels/__init__.py;
+benchmarks/bench_kernels.py measures both layers).
 """
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-# Grid columns (output positions) per chunk: large enough for efficient BLAS
-# calls, small enough that a chunk's column matrix (C*kh*kw x this) stays in
-# cache; the best of 1024, 2048 and 4096 at the benchmark's shapes.
-CHUNK_COLUMNS = 2048
+# Entries of a chunk's column matrix (C*kh*kw rows, one column per grid
+# position): large enough for efficient BLAS calls and few Python-level steps,
+# small enough to stay in cache (4 MB in float32).
+CHUNK_ENTRIES = 1 << 20
 
 Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo hq wq")
 Geometry.__doc__ = """Shapes of one convolution: x (n, c, h, w), w (o, c, kh, kw),
@@ -42,22 +49,28 @@ y (n, o, ho, wo); hq x wq is the size of a phase plane, wq the grid width."""
 
 
 def _check_arrays(name, **arrays):
-    """The arrays are 4-d and share one float dtype (float32 or float64); a ValueError
-    names the kernel. Works on numpy and cupy arrays alike (kernels/gpu.py uses it)."""
-    for label, a in arrays.items():
-        if a.ndim != 4:
-            raise ValueError(f"{name}: {label} must be 4-d, got shape {tuple(a.shape)}")
+    """The arrays are all 4-d, or all 5-d with one task count (their leading axis),
+    and share one float dtype (float32 or float64); a ValueError names the kernel.
+    Returns the task count, None for 4-d arrays. Works on numpy and cupy arrays
+    alike (kernels/gpu.py uses it)."""
+    ndims = {a.ndim for a in arrays.values()}
+    if ndims not in ({4}, {5}) or (ndims == {5} and len({a.shape[0] for a in arrays.values()}) != 1):
+        shapes = ", ".join(f"{label} {tuple(a.shape)}" for label, a in arrays.items())
+        raise ValueError(f"{name}: expected 4-d arrays, or 5-d ones with one leading task count, "
+                         f"got {shapes}")
     dtypes = [a.dtype for a in arrays.values()]
     if len(set(dtypes)) != 1 or dtypes[0] not in (np.float32, np.float64):
         raise ValueError(f"{name}: expected arrays of one dtype, float32 or float64, "
                          f"got {', '.join(str(d) for d in dtypes)}")
+    return next(iter(arrays.values())).shape[0] if ndims == {5} else None
 
 
 def _prepare(name, **arrays):
-    """The arrays, checked (`_check_arrays`) and C-contiguous."""
+    """(arrays, has_task_axis): the arrays checked (`_check_arrays`), C-contiguous and
+    5-d, a 4-d array becoming a task axis of one."""
     arrays = {label: np.asarray(a) for label, a in arrays.items()}
-    _check_arrays(name, **arrays)
-    return [np.ascontiguousarray(a) for a in arrays.values()]
+    has_task_axis = _check_arrays(name, **arrays) is not None
+    return [np.ascontiguousarray(a if has_task_axis else a[None]) for a in arrays.values()], has_task_axis
 
 
 def _geometry(name, x_shape, w_shape, stride, padding):
@@ -88,8 +101,9 @@ def _check_grad_y(name, grad_y, g):
 
 
 def _chunks(g):
-    """(first image, image count) of each chunk of about CHUNK_COLUMNS grid columns."""
-    per_chunk = max(1, CHUNK_COLUMNS // (g.ho * g.wq))
+    """(first image, image count) of each chunk: as many images as keep the column
+    matrix within CHUNK_ENTRIES entries (at least one)."""
+    per_chunk = max(1, CHUNK_ENTRIES // (g.c * g.kh * g.kw * g.ho * g.wq))
     return [(n0, min(per_chunk, g.n - n0)) for n0 in range(0, g.n, per_chunk)]
 
 
@@ -151,7 +165,7 @@ def _new_phases(stride, hq, wq, kw, dtype):
     return np.zeros((stride * stride, hq * wq + (kw - 1) // stride), dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     """Column matrix of images n0 .. n0+nb-1:
 
@@ -161,54 +175,54 @@ def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     c_in = x.shape[1]
     g = ho * wq
     cols = np.empty((c_in * kh * kw, nb * g), x.dtype)
-    phases = _new_phases(stride, hq, wq, kw, x.dtype)  # padding stays zero from image to image
-    for mc in range(nb * c_in):
-        m, c = mc // c_in, mc % c_in
-        _phase_transfer(x[n0 + m, c], phases, stride, padding, wq, True)
-        for i in range(kh):
-            for j in range(kw):
-                phase, start = _tap_run(i, j, stride, wq)
-                _copy(phases[phase, start:start + g], cols[(c * kh + i) * kw + j, m * g:(m + 1) * g])
+    for m in prange(nb):
+        phases = _new_phases(stride, hq, wq, kw, x.dtype)  # padding stays zero from channel to channel
+        for c in range(c_in):
+            _phase_transfer(x[n0 + m, c], phases, stride, padding, wq, True)
+            for i in range(kh):
+                for j in range(kw):
+                    phase, start = _tap_run(i, j, stride, wq)
+                    _copy(phases[phase, start:start + g], cols[(c * kh + i) * kw + j, m * g:(m + 1) * g])
     return cols
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
     """The adjoint of _im2col: add each column entry back onto the input pixel it
     was copied from (dropping the padding), writing images n0 .. of gx."""
     c_in = gx.shape[1]
     g = ho * wq
     nb = dcols.shape[1] // g
-    phases = _new_phases(stride, hq, wq, kw, gx.dtype)
-    for mc in range(nb * c_in):
-        m, c = mc // c_in, mc % c_in
-        phases[:] = 0
-        for i in range(kh):
-            for j in range(kw):
-                phase, start = _tap_run(i, j, stride, wq)
-                _add(dcols[(c * kh + i) * kw + j, m * g:(m + 1) * g], phases[phase, start:start + g])
-        _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
+    for m in prange(nb):
+        phases = _new_phases(stride, hq, wq, kw, gx.dtype)
+        for c in range(c_in):
+            phases[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    phase, start = _tap_run(i, j, stride, wq)
+                    _add(dcols[(c * kh + i) * kw + j, m * g:(m + 1) * g], phases[phase, start:start + g])
+            _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _to_nchw(yg, n0, wq, y):
     """y[n0 + m, o, a, b] = yg[o, (m, a, b)] for b < wo: drop the garbage columns."""
     _, o_out, ho, wo = y.shape
     nb = yg.shape[1] // (ho * wq)
-    for m in range(nb):
+    for m in prange(nb):
         for o in range(o_out):
             for a in range(ho):
                 start = (m * ho + a) * wq
                 _copy(yg[o, start:start + wo], y[n0 + m, o, a])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _to_grid(gy, n0, nb, wq):
     """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
     zeros in the garbage columns."""
     _, o_out, ho, wo = gy.shape
     grid = np.zeros((o_out, nb * ho * wq), gy.dtype)
-    for m in range(nb):
+    for m in prange(nb):
         for o in range(o_out):
             for a in range(ho):
                 _copy(gy[n0 + m, o, a], grid[o, (m * ho + a) * wq:])
@@ -217,43 +231,49 @@ def _to_grid(gy, n0, nb, wq):
 
 def conv2d_forward(x, w, stride=1, padding=0):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
-    xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
-    x, w = _prepare("conv2d_forward", x=x, w=w)
-    g = _geometry("conv2d_forward", x.shape, w.shape, stride, padding)
-    weights = w.reshape(g.o, -1)
-    y = np.empty((g.n, g.o, g.ho, g.wo), x.dtype)
-    for n0, nb in _chunks(g):
-        cols = _im2col(x, n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
-        _to_nchw(weights @ cols, n0, g.wq, y)
-    return y
+    xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch);
+    with a task axis, y[t] = conv2d_forward(x[t], w[t])."""
+    (x, w), has_task_axis = _prepare("conv2d_forward", x=x, w=w)
+    g = _geometry("conv2d_forward", x.shape[1:], w.shape[1:], stride, padding)
+    y = np.empty((len(x), g.n, g.o, g.ho, g.wo), x.dtype)
+    for t in range(len(x)):
+        weights = w[t].reshape(g.o, -1)
+        for n0, nb in _chunks(g):
+            cols = _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+            _to_nchw(weights @ cols, n0, g.wq, y[t])
+    return y if has_task_axis else y[0]
 
 
 def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     """The transposed convolution, gradient of conv2d_forward with respect to x:
     gx[n, c, r, v] = sum over (o, a, b, i, j) with a*stride + i = r + padding and
-    b*stride + j = v + padding of w[o, c, i, j] * grad_y[n, o, a, b].
+    b*stride + j = v + padding of w[o, c, i, j] * grad_y[n, o, a, b] (per task, with a task axis).
     input_hw = (H, W) of x (with stride > 1 several input sizes give one output size)."""
-    grad_y, w = _prepare("conv2d_grad_input", grad_y=grad_y, w=w)
-    x_shape = (grad_y.shape[0], w.shape[1], *input_hw)
-    g = _geometry("conv2d_grad_input", x_shape, w.shape, stride, padding)
-    _check_grad_y("conv2d_grad_input", grad_y, g)
-    weights_t = w.reshape(g.o, -1).T
-    gx = np.empty(x_shape, grad_y.dtype)
-    for n0, nb in _chunks(g):
-        dcols = weights_t @ _to_grid(grad_y, n0, nb, g.wq)
-        _col2im(dcols, n0, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq, gx)
-    return gx
+    (grad_y, w), has_task_axis = _prepare("conv2d_grad_input", grad_y=grad_y, w=w)
+    x_shape = (grad_y.shape[1], w.shape[2], *input_hw)
+    g = _geometry("conv2d_grad_input", x_shape, w.shape[1:], stride, padding)
+    _check_grad_y("conv2d_grad_input", grad_y[0], g)
+    gx = np.empty((len(w),) + x_shape, grad_y.dtype)
+    for t in range(len(w)):
+        weights_t = w[t].reshape(g.o, -1).T
+        for n0, nb in _chunks(g):
+            dcols = weights_t @ _to_grid(grad_y[t], n0, nb, g.wq)
+            _col2im(dcols, n0, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq, gx[t])
+    return gx if has_task_axis else gx[0]
 
 
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
     """Gradient of conv2d_forward with respect to w:
-    gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
-    x, grad_y = _prepare("conv2d_grad_weight", x=x, grad_y=grad_y)
-    w_shape = (grad_y.shape[1], x.shape[1], *kernel_hw)
-    g = _geometry("conv2d_grad_weight", x.shape, w_shape, stride, padding)
-    _check_grad_y("conv2d_grad_weight", grad_y, g)
-    gw = np.zeros((g.o, g.c * g.kh * g.kw), x.dtype)
-    for n0, nb in _chunks(g):
-        cols = _im2col(x, n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
-        gw += _to_grid(grad_y, n0, nb, g.wq) @ cols.T
-    return gw.reshape(w_shape)
+    gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]
+    (per task, with a task axis)."""
+    (x, grad_y), has_task_axis = _prepare("conv2d_grad_weight", x=x, grad_y=grad_y)
+    w_shape = (grad_y.shape[2], x.shape[2], *kernel_hw)
+    g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
+    _check_grad_y("conv2d_grad_weight", grad_y[0], g)
+    gw = np.zeros((len(x), g.o, g.c * g.kh * g.kw), x.dtype)
+    for t in range(len(x)):
+        for n0, nb in _chunks(g):
+            cols = _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+            gw[t] += _to_grid(grad_y[t], n0, nb, g.wq) @ cols.T
+    gw = gw.reshape((len(x),) + w_shape)
+    return gw if has_task_axis else gw[0]

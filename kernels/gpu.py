@@ -3,7 +3,7 @@ with the same arguments, output shapes and dtypes, so tinymeta.backend picks
 this module or the CPU one by the arrays' device.
 
     conv2d_forward, conv2d_grad_input, conv2d_grad_weight
-        im2col + cuBLAS.  The CUDA kernels of cuda/conv2d.cu build the column
+        im2col + cuBLAS, task by task for 5-d arrays (a leading task axis).  The CUDA kernels of cuda/conv2d.cu build the column
         matrix cols(x), (C*kh*kw, N*Ho*Wo), and fold one back (col2im); cupy's
         matmul hands the three products to cuBLAS:
 
@@ -35,6 +35,9 @@ import numpy as np
 
 from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
+from .task_axis import over_tasks
+
+_over_tasks = functools.partial(over_tasks, stack=cupy.stack)  # 5-d operands: one convolution per task
 
 CUDA_SOURCES = {name: Path(__file__).with_name("cuda") / f"{name}.cu"
                 for name in ("conv2d", "max_pool2d")}
@@ -91,6 +94,7 @@ def _grad_y_matrix(grad_y, g):
     return grad_y.transpose(1, 0, 2, 3).reshape(g.o, -1)
 
 
+@_over_tasks
 def conv2d_forward(x, w, stride=1, padding=0):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
@@ -101,6 +105,7 @@ def conv2d_forward(x, w, stride=1, padding=0):
     return cupy.ascontiguousarray(y.reshape(g.o, g.n, g.ho, g.wo).transpose(1, 0, 2, 3))
 
 
+@_over_tasks
 def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     """The transposed convolution, gradient of conv2d_forward with respect to x,
     of shape (N, C) + input_hw (with stride > 1 several input sizes give one output size)."""
@@ -112,6 +117,7 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     return _col2im(w.reshape(g.o, -1).T @ _grad_y_matrix(grad_y, g), g)
 
 
+@_over_tasks
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
     """Gradient of conv2d_forward with respect to w:
     gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""

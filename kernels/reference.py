@@ -6,8 +6,14 @@ slice of the padded input that starts at (i, j), and contributes one tensor
 contraction over channels (einsum, which hands it to BLAS).  Pooling views the
 input as windows (sliding_window_view) and reduces them.
 """
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .task_axis import over_tasks
+
+_over_tasks = functools.partial(over_tasks, stack=np.stack)  # 5-d operands: one convolution per task
 
 
 def _pad(x, padding):
@@ -19,6 +25,7 @@ def _tap(xpad, i, j, ho, wo, stride):
     return xpad[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
 
 
+@_over_tasks
 def conv2d_forward(x, w, stride=1, padding=0):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j]."""
     xpad = _pad(x, padding)
@@ -33,6 +40,7 @@ def conv2d_forward(x, w, stride=1, padding=0):
     return y
 
 
+@_over_tasks
 def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     """gx = the adjoint of conv2d_forward in x: each tap adds w[:, :, i, j]^T grad_y
     back onto the input slice it read."""
@@ -47,6 +55,7 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     return gxpad[:, :, padding:padding + h, padding:padding + width]
 
 
+@_over_tasks
 def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
     """gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
     xpad = _pad(x, padding)

@@ -26,8 +26,10 @@ def assert_close(actual, expected, dtype):
 
 @st.composite
 def conv_cases(draw):
-    """(x, w, grad_y, stride, padding) with the padded input at least the kernel."""
+    """(x, w, grad_y, stride, padding) with the padded input at least the kernel; sometimes
+    with a leading task axis on all three (one weight per task)."""
     dtype = draw(dtypes)
+    tasks = draw(st.sampled_from([(), (1,), (3,)]))
     n, c, o = draw(st.integers(1, 5)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
@@ -35,7 +37,7 @@ def conv_cases(draw):
     assume(kh <= h + 2 * padding and kw <= w + 2 * padding)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-    x, weight, grad_y = (rng.standard_normal(shape).astype(dtype)
+    x, weight, grad_y = (rng.standard_normal(tasks + shape).astype(dtype)
                          for shape in [(n, c, h, w), (o, c, kh, kw), (n, o, ho, wo)])
     return x, weight, grad_y, stride, padding
 
@@ -43,19 +45,19 @@ def conv_cases(draw):
 # Each conv kernel as a function of a module (kernels or reference) and a case.
 CONV_KERNELS = {
     "forward": lambda m, x, w, gy, s, p: m.conv2d_forward(x, w, s, p),
-    "grad_input": lambda m, x, w, gy, s, p: m.conv2d_grad_input(gy, w, x.shape[2:], s, p),
-    "grad_weight": lambda m, x, w, gy, s, p: m.conv2d_grad_weight(x, gy, w.shape[2:], s, p),
+    "grad_input": lambda m, x, w, gy, s, p: m.conv2d_grad_input(gy, w, x.shape[-2:], s, p),
+    "grad_weight": lambda m, x, w, gy, s, p: m.conv2d_grad_weight(x, gy, w.shape[-2:], s, p),
 }
 # Small chunks split a batch into several im2col chunks, the last one shorter.
-chunk_columns = st.sampled_from([1, 40, conv2d.CHUNK_COLUMNS])
+chunk_entries = st.sampled_from([1, 400, conv2d.CHUNK_ENTRIES])
 
 
 @pytest.mark.parametrize("kernel", CONV_KERNELS)
 @settings(deadline=None, max_examples=30)
-@given(case=conv_cases(), chunk=chunk_columns)
+@given(case=conv_cases(), chunk=chunk_entries)
 def test_conv2d_kernel_matches_reference(kernel, case, chunk):
     x = case[0]
-    with mock.patch.object(conv2d, "CHUNK_COLUMNS", chunk):
+    with mock.patch.object(conv2d, "CHUNK_ENTRIES", chunk):
         actual = CONV_KERNELS[kernel](K, *case)
     assert_close(actual, CONV_KERNELS[kernel](R, *case), x.dtype)
 
@@ -193,6 +195,8 @@ def test_non_contiguous_inputs():
     (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), 0), "stride"),
     (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), 1, -1), "padding"),
     (lambda: K.conv2d_forward(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3))), "4-d"),
+    (lambda: K.conv2d_forward(np.zeros((2, 1, 1, 5, 5)), np.zeros((3, 1, 1, 3, 3))), "one leading task count"),
+    (lambda: K.conv2d_forward(np.zeros((2, 1, 1, 5, 5)), np.zeros((1, 1, 3, 3))), r"x \(2, 1, 1, 5, 5\), w"),
     (lambda: K.conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3), np.float32)), "dtype"),
     (lambda: K.conv2d_grad_input(np.zeros((1, 2, 3, 3)), np.zeros((2, 1, 3, 3)), (5, 6)), "grad_y"),
     (lambda: K.conv2d_grad_weight(np.zeros((2, 1, 5, 5)), np.zeros((1, 2, 3, 3)), (3, 3)), "grad_y"),

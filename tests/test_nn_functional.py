@@ -133,7 +133,7 @@ def test_cross_entropy_is_stable_for_huge_logits():
     (np.array([0, 3]), r"labels must lie in \[0, 2\], got values from 0 to 3"),
     (np.array([-1, 0]), r"labels must lie in \[0, 2\]"),
     (np.array([0.0, 1.0]), "labels must be integers"),
-    (np.array([0]), r"2 rows of logits need labels of shape \(2,\)")])
+    (np.array([0]), r"logits of shape \(2, 3\) need labels of shape \(2,\), got \(1,\)")])
 def test_cross_entropy_rejects_bad_labels(labels, message):
     with pytest.raises((ValueError, TypeError), match=message):
         F.cross_entropy(tm.tensor(np.zeros((2, 3))), labels)

@@ -77,9 +77,11 @@ def test_batch_norm_buffers_are_saved_and_evaluation_uses_them():
 
 def test_layers_reject_wrong_input_shapes():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match=r"Conv2d\(1, 4\): expected input \(N, 1, H, W\), got shape \(2, 3, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 4\): expected input \(N, 1, H, W\), or \(T, N, 1, H, W\) with "
+                       r"per-task parameters, got input \(2, 3, 5, 5\)"):
         nn.Conv2d(1, 4, 3, rng)(tm.tensor(np.ones((2, 3, 5, 5), np.float32)))
-    with pytest.raises(ValueError, match=r"BatchNorm2d\(4\): expected input with 4 axes and 4 channels"):
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(4\): expected input with 4 axes \(one more with per-task "
+                                         r"parameters\) and 4 channels"):
         nn.BatchNorm2d(4)(tm.tensor(np.ones((2, 4), np.float32)))
 
 
@@ -93,6 +95,6 @@ def test_repr_reads_like_pytorch():
         "  (1): BatchNorm2d(4, eps=1e-05, track_running_stats=False)",
         "  (2): ReLU()",
         "  (3): MaxPool2d(kernel_size=2, stride=2)",
-        "  (4): Flatten()",
+        "  (4): Flatten(start_dim=1)",
         "  (5): Linear(in_features=4, out_features=2, bias=True)",
         ")"])

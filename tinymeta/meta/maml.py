@@ -24,10 +24,11 @@ class MAML(MetaLearner):
     """Meta-learns an initialisation by differentiating through `inner_steps` SGD steps.
 
     vectorize=True adapts all tasks of a meta-batch in one batched pass, with a
-    separate copy of the parameters per task along a leading task axis; it needs
-    a model whose layers accept such parameters (Linear, ReLU; not conv or batch
-    norm) and tasks of equal size, and computes exactly the same meta-gradient
-    as the per-task loop, with far fewer (larger) operations.
+    separate copy of the parameters per task along a leading task axis; every
+    layer of tinymeta.nn accepts such parameters (see nn.functional), the tasks
+    must have equal sizes, and the meta-gradient is exactly the per-task loop's,
+    with far fewer (larger) operations. The loop (vectorize=False) is the
+    readable reference.
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss_fn=mse_loss, vectorize=False):

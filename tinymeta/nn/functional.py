@@ -1,9 +1,13 @@
 """Layers and losses as functions of (inputs, parameters).
 
 Nothing here holds state: every parameter is an argument, which is what lets
-MAML run the same network with adapted parameters. Weights may carry a leading
-task axis (one network per task, evaluated in one batched call): `linear` with
-a weight of shape (tasks, in, out) maps inputs (tasks, n, in) to (tasks, n, out).
+MAML run the same network with adapted parameters. Parameters may carry a
+leading task axis (one network per task, a whole meta-batch evaluated in one
+batched call), and then the inputs carry it too: `linear` with a weight
+(T, in, out) maps (T, n, in) to (T, n, out); `conv2d` with a weight
+(T, O, C, k, k) maps (T, n, C, H, W) to (T, n, O, H', W'); `batch_norm` with
+scale and shift (T, C) normalises each task's batch by its own statistics;
+pooling, flatten(start_dim=-3) and the losses take the extra axis as it comes.
 """
 import numpy as np
 
@@ -31,68 +35,85 @@ def linear(x, weight, bias=None):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """y = conv(x, W) + b: NCHW input, OIHW weight, bias of shape (out_channels,)."""
+    """y = conv(x, W) + b: NCHW input, OIHW weight, bias of shape (out_channels,);
+    with a task axis, (T, N, C, H, W) input, (T, O, C, k, k) weight and (T, O) bias."""
     y = _conv2d(x, weight, stride, padding)
     if bias is None:
         return y
-    if bias.shape != (weight.shape[0],):
-        raise ValueError(f"conv2d: bias of shape {bias.shape} does not match {weight.shape[0]} output channels")
-    return y + ops.reshape(bias, (1, -1, 1, 1))
+    if bias.shape != weight.shape[:-3]:
+        raise ValueError(f"conv2d: bias of shape {bias.shape} does not match weight {weight.shape}; "
+                         f"expected {weight.shape[:-3]}")
+    return y + ops.reshape(bias, bias.shape[:-1] + (1, bias.shape[-1], 1, 1))  # over images and pixels
 
 
-def flatten(x):
-    """(n, ...) -> (n, prod(...))."""
-    return ops.reshape(x, (x.shape[0], -1))
+def flatten(x, start_dim=1):
+    """Merge the axes from `start_dim` on into one, as numpy's reshape does: (n, c, h, w) -> (n, c*h*w).
+    start_dim=-3 merges (C, H, W) whatever leads them, e.g. (T, n, C, H, W) -> (T, n, C*H*W)."""
+    start = start_dim % x.ndim
+    return ops.reshape(x, x.shape[:start] + (-1,))
 
 
 def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=True,
                momentum=0.1, eps=1e-5):
-    """Normalise each channel (axis 1) and apply a learnable scale and shift:
+    """Normalise each channel and apply a learnable scale and shift:
 
         y = weight * (x - mean) / sqrt(var + eps) + bias
 
-    In training, mean and var are the batch's statistics (over every axis but 1) and
-    the running statistics, if given (arrays), move towards them by `momentum`. In
-    evaluation the running statistics are used instead. MAML's batch norm is the
-    training form at all times (statistics of the batch at hand).
+    x is (N, C) or (N, C, H, W); with a leading task axis, (T, N, C) or (T, N, C, H, W)
+    with weight and bias (T, C), each task normalised by its own statistics. In
+    training, mean and var are the batch's statistics (over the examples and pixels)
+    and the running statistics, if given (arrays), move towards them by `momentum`
+    (towards the mean over tasks, with a task axis). In evaluation the running
+    statistics are used instead. MAML's batch norm is the training form at all
+    times (statistics of the batch at hand).
     """
-    if x.ndim not in (2, 4):
-        raise ValueError(f"batch_norm: expected (N, C) or (N, C, H, W) input, got shape {x.shape}")
-    channels = x.shape[1]
+    if x.ndim not in (2, 3, 4, 5):
+        raise ValueError(f"batch_norm: expected (N, C) or (N, C, H, W) input, or either with a leading "
+                         f"task axis, got shape {x.shape}")
+    tasks = x.ndim in (3, 5)
+    channel_axis = 2 if tasks else 1
+    channels = x.shape[channel_axis]
+    param_shape = (x.shape[0], channels) if tasks else (channels,)
     for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != (channels,):
-            raise ValueError(f"batch_norm: {name} of shape {p.shape} does not match {channels} channels "
-                             f"of input {x.shape}")
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    shape = (1, channels) + (1,) * (x.ndim - 2)
+        if p is not None and p.shape != param_shape:
+            raise ValueError(f"batch_norm: {name} of shape {p.shape} does not match {channels} channels of "
+                             f"input {x.shape}; expected {param_shape}")
+    axes = tuple(a for a in range(int(tasks), x.ndim) if a != channel_axis)
+    per_channel = [1] * x.ndim
+    per_channel[channel_axis] = channels
     if training:
-        if x.size == channels:
+        count = int(np.prod([x.shape[a] for a in axes]))  # values behind each statistic
+        if count == 1:
             raise ValueError(f"batch_norm: input {x.shape} has one value per channel; batch statistics "
                              "need more than one")
         mean = ops.mean(x, axis=axes, keepdims=True)
         centred = x - mean
         var = ops.mean(centred * centred, axis=axes, keepdims=True)
         if running_mean is not None:
-            _update_running(running_mean, running_var, mean, var, x.size // channels, momentum)
+            _update_running(running_mean, running_var, mean, var, count, momentum)
     else:
         if running_mean is None:
             raise ValueError("batch_norm: evaluation mode needs running statistics")
-        centred = x - Tensor(running_mean.reshape(shape))
-        var = Tensor(running_var.reshape(shape))
+        centred = x - Tensor(running_mean.reshape(per_channel))
+        var = Tensor(running_var.reshape(per_channel))
     y = centred / ops.sqrt(var + eps)
+    if tasks:
+        per_channel[0] = x.shape[0]
     if weight is not None:
-        y = y * ops.reshape(weight, shape)
+        y = y * ops.reshape(weight, tuple(per_channel))
     if bias is not None:
-        y = y + ops.reshape(bias, shape)
+        y = y + ops.reshape(bias, tuple(per_channel))
     return y
 
 
 def _update_running(running_mean, running_var, mean, var, n, momentum):
-    """Exponential moving averages of the batch statistics (unbiased variance), in place."""
+    """Exponential moving averages of the batch statistics (unbiased variance, n values
+    each; averaged over tasks where there are several), in place."""
+    channels = running_mean.shape[0]
     running_mean *= 1 - momentum
-    running_mean += momentum * mean.data.reshape(-1)
+    running_mean += momentum * mean.data.reshape(-1, channels).mean(axis=0)
     running_var *= 1 - momentum
-    running_var += momentum * var.data.reshape(-1) * n / max(n - 1, 1)
+    running_var += momentum * var.data.reshape(-1, channels).mean(axis=0) * n / max(n - 1, 1)
 
 
 def mse_loss(prediction, target):
@@ -107,18 +128,22 @@ def mse_loss(prediction, target):
 
 
 def cross_entropy(logits, labels):
-    """mean_i -log softmax(logits_i)[labels_i], for logits (n, classes) and integer labels (n,)."""
+    """mean_i -log softmax(logits_i)[labels_i] over every example: logits (n, classes) and
+    integer labels (n,), or with leading axes such as a task axis, (T, n, classes) and (T, n)."""
     labels = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
-    if logits.ndim != 2:
+    if logits.ndim < 2:
         raise ValueError(f"cross_entropy: logits must be (n, classes), got shape {logits.shape}")
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(f"cross_entropy: {logits.shape[0]} rows of logits need labels of shape "
-                         f"({logits.shape[0]},), got {labels.shape}")
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need labels of shape "
+                         f"{logits.shape[:-1]}, got {labels.shape}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1] - 1}], got values "
+    classes = logits.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {classes - 1}], got values "
                          f"from {labels.min()} to {labels.max()}")
+    if logits.ndim > 2:
+        logits, labels = ops.reshape(logits, (-1, classes)), labels.reshape(-1)
     log_probs = ops.log_softmax(logits, axis=1)
     rows = np.arange(len(labels))
     if logits.device != "cpu":  # index the GPU array with GPU indices

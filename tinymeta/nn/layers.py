@@ -47,10 +47,12 @@ class Conv2d(Module):
             self.add_parameter("bias", init.uniform((out_channels,), rng, bound, dtype))
 
     def forward(self, x, params, prefix):
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
+        weight = params[prefix + "weight"]
+        if x.ndim != weight.ndim or x.shape[-3] != self.in_channels:
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): expected input "
-                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
-        return F.conv2d(x, params[prefix + "weight"], params.get(prefix + "bias"), self.stride, self.padding)
+                             f"(N, {self.in_channels}, H, W), or (T, N, {self.in_channels}, H, W) with per-task "
+                             f"parameters, got input {x.shape} and weight {weight.shape}")
+        return F.conv2d(x, weight, params.get(prefix + "bias"), self.stride, self.padding)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -85,11 +87,14 @@ class _BatchNorm(Module):
         return self.train(False)
 
     def forward(self, x, params, prefix):
-        if x.ndim != self.expected_ndim or x.shape[1] != self.num_features:
+        weight = params[prefix + "weight"]
+        tasks = weight.ndim - 1  # 1 with per-task parameters (a task axis leads the input too)
+        if x.ndim != self.expected_ndim + tasks or x.shape[1 + tasks] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input with "
-                             f"{self.expected_ndim} axes and {self.num_features} channels, got shape {x.shape}")
+                             f"{self.expected_ndim} axes (one more with per-task parameters) and "
+                             f"{self.num_features} channels, got shape {x.shape} and weight {weight.shape}")
         use_batch_stats = self.training or not self._buffers
-        return F.batch_norm(x, params[prefix + "weight"], params[prefix + "bias"],
+        return F.batch_norm(x, weight, params[prefix + "bias"],
                             self._buffers.get("running_mean"), self._buffers.get("running_var"),
                             training=use_batch_stats, momentum=self.momentum, eps=self.eps)
 
@@ -130,5 +135,14 @@ class Tanh(Module):
 
 
 class Flatten(Module):
+    """Merge the axes from start_dim on (as torch.nn.Flatten); -3 merges (C, H, W) under any leading axes."""
+
+    def __init__(self, start_dim=1):
+        super().__init__()
+        self.start_dim = start_dim
+
     def forward(self, x, params, prefix):
-        return F.flatten(x)
+        return F.flatten(x, self.start_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}"

@@ -38,5 +38,5 @@ def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28
             layers += [MaxPool2d(2)]
             size //= 2
         c_in = channels
-    layers += [Flatten(), Linear(channels * size * size, n_classes, rng, dtype=dtype)]
+    layers += [Flatten(start_dim=-3), Linear(channels * size * size, n_classes, rng, dtype=dtype)]
     return Sequential(*layers)

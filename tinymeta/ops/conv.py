@@ -14,6 +14,10 @@ give every backward in terms of the three: conv's backward is (GI(g, w), GW(x, g
 GI's backward is (conv(d, w), GW(d, g)); GW's backward is (GI(g, d), conv(x, d)).
 So gradients of any order flow through convolutions.
 
+A leading task axis is optional: x (T, N, C, H, W) with w (T, O, C, kh, kw)
+convolves task t's images with task t's weight (a meta-batch of networks in one
+op); the adjoint identities hold task by task, so nothing else changes.
+
 max_pool2d picks, in each window, the position of the maximum (`argmax`, fixed
 by the forward pass and piecewise constant in x). Its backward scatters g to
 those positions; the scatter's backward gathers at them, and the gather's
@@ -21,6 +25,7 @@ backward scatters again.
 """
 from ..backend import kernels_for
 from ..function import Function
+from .shape import reshape
 
 
 class Conv2d(Function):
@@ -38,8 +43,8 @@ class Conv2d(Function):
 
     def backward(self, g):
         x, w = self.inputs
-        return (conv2d_grad_input(g, w, x.shape[2:], self.stride, self.padding) if x.requires_grad else None,
-                conv2d_grad_weight(x, g, w.shape[2:], self.stride, self.padding) if w.requires_grad else None)
+        return (conv2d_grad_input(g, w, x.shape[-2:], self.stride, self.padding) if x.requires_grad else None,
+                conv2d_grad_weight(x, g, w.shape[-2:], self.stride, self.padding) if w.requires_grad else None)
 
 
 class Conv2dGradInput(Function):
@@ -54,7 +59,7 @@ class Conv2dGradInput(Function):
     def backward(self, d):
         g, w = self.inputs
         return (conv2d(d, w, self.stride, self.padding) if g.requires_grad else None,
-                conv2d_grad_weight(d, g, w.shape[2:], self.stride, self.padding) if w.requires_grad else None)
+                conv2d_grad_weight(d, g, w.shape[-2:], self.stride, self.padding) if w.requires_grad else None)
 
 
 class Conv2dGradWeight(Function):
@@ -68,7 +73,7 @@ class Conv2dGradWeight(Function):
 
     def backward(self, d):
         x, g = self.inputs
-        return (conv2d_grad_input(g, d, x.shape[2:], self.stride, self.padding) if x.requires_grad else None,
+        return (conv2d_grad_input(g, d, x.shape[-2:], self.stride, self.padding) if x.requires_grad else None,
                 conv2d(x, d, self.stride, self.padding) if g.requires_grad else None)
 
 
@@ -113,7 +118,8 @@ class MaxPoolGather(Function):
 
 
 def conv2d(x, w, stride=1, padding=0):
-    """Cross-correlation of NCHW `x` with OIHW `w` (no bias; see nn.functional.conv2d)."""
+    """Cross-correlation of NCHW `x` with OIHW `w` (no bias; see nn.functional.conv2d),
+    or of (T, N, C, H, W) with (T, O, C, kh, kw), task by task."""
     _check_conv(x, w, stride, padding)
     return Conv2d.apply(x, w, stride=stride, padding=padding)
 
@@ -127,10 +133,16 @@ def conv2d_grad_weight(x, g, kernel_hw, stride, padding):
 
 
 def max_pool2d(x, kernel_size, stride=None):
-    """Max over kernel_size x kernel_size windows of NCHW `x`, stepping `stride` (default kernel_size)."""
+    """Max over kernel_size x kernel_size windows of NCHW `x`, stepping `stride` (default kernel_size).
+    A (T, N, C, H, W) input (a task axis) is pooled as T*N images."""
     stride = kernel_size if stride is None else stride
+    if x.ndim == 5:
+        tasks, n = x.shape[:2]
+        y = max_pool2d(reshape(x, (tasks * n,) + x.shape[2:]), kernel_size, stride)
+        return reshape(y, (tasks, n) + y.shape[1:])
     if x.ndim != 4:
-        raise ValueError(f"max_pool2d: expected NCHW input with 4 axes, got shape {x.shape}")
+        raise ValueError(f"max_pool2d: expected NCHW input with 4 axes (or 5 with a task axis first), "
+                         f"got shape {x.shape}")
     if kernel_size < 1 or stride < 1:
         raise ValueError(f"max_pool2d: kernel_size ({kernel_size}) and stride ({stride}) must be positive")
     if kernel_size > min(x.shape[2:]):
@@ -140,17 +152,17 @@ def max_pool2d(x, kernel_size, stride=None):
 
 
 def _check_conv(x, w, stride, padding):
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d: expected NCHW input and OIHW weight (4 axes each), "
-                         f"got shapes {x.shape} and {w.shape}")
-    if x.shape[1] != w.shape[1]:
-        raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight {w.shape} expects "
-                         f"{w.shape[1]}")
+    if (x.ndim, w.ndim) not in ((4, 4), (5, 5)) or (x.ndim == 5 and x.shape[0] != w.shape[0]):
+        raise ValueError(f"conv2d: expected NCHW input and OIHW weight (4 axes each), or both with a "
+                         f"leading task axis of one length (5 axes each), got shapes {x.shape} and {w.shape}")
+    if x.shape[-3] != w.shape[-3]:
+        raise ValueError(f"conv2d: input has {x.shape[-3]} channels but weight {w.shape} expects "
+                         f"{w.shape[-3]}")
     if stride < 1 or padding < 0:
         raise ValueError(f"conv2d: stride ({stride}) must be positive and padding ({padding}) non-negative")
-    padded = (x.shape[2] + 2 * padding, x.shape[3] + 2 * padding)
-    if w.shape[2] > padded[0] or w.shape[3] > padded[1]:
-        raise ValueError(f"conv2d: kernel {w.shape[2]}x{w.shape[3]} is larger than the padded input "
+    padded = (x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding)
+    if w.shape[-2] > padded[0] or w.shape[-1] > padded[1]:
+        raise ValueError(f"conv2d: kernel {w.shape[-2]}x{w.shape[-1]} is larger than the padded input "
                          f"{padded[0]}x{padded[1]} (input {x.shape}, padding {padding})")
     if x.dtype != w.dtype:
         raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")

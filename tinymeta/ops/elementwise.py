@@ -11,6 +11,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor
+from . import threads
 from .operands import as_tensor, binary_operands
 from .shape import sum_to
 
@@ -26,7 +27,7 @@ class Add(Function):
     input_error = _broadcast_error
 
     def forward(self, a, b):
-        return a + b
+        return threads.elementwise(np.add, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -39,7 +40,7 @@ class Mul(Function):
     input_error = _broadcast_error
 
     def forward(self, a, b):
-        return a * b
+        return threads.elementwise(np.multiply, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -52,7 +53,7 @@ class Div(Function):
     input_error = _broadcast_error
 
     def forward(self, a, b):
-        return a / b
+        return threads.elementwise(np.divide, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -96,7 +97,7 @@ class Maximum(Function):
     input_error = _broadcast_error
 
     def forward(self, a, b):
-        return np.maximum(a, b)
+        return threads.elementwise(np.maximum, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -132,7 +133,7 @@ class Neg(Function):
     """out = -a;  da = -g."""
 
     def forward(self, a):
-        return -a
+        return threads.elementwise(np.negative, a)
 
     def backward(self, g):
         return (-g,)
@@ -142,7 +143,7 @@ class Exp(Function):
     """out = exp(a);  da = g * out."""
 
     def forward(self, a):
-        return np.exp(a)
+        return threads.elementwise(np.exp, a)
 
     def backward(self, g):
         return (g * self.output(),)
@@ -162,7 +163,7 @@ class Sqrt(Function):
     """out = sqrt(a);  da = g / (2 out)."""
 
     def forward(self, a):
-        return np.sqrt(a)
+        return threads.elementwise(np.sqrt, a)
 
     def backward(self, g):
         return (g / (2.0 * self.output()),)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import array_module, get_array_module, to_device
 from ..function import Function
+from . import threads
 from .operands import as_tensor
 
 
@@ -74,7 +75,10 @@ class BroadcastTo(Function):
     def forward(self, a):
         # A fresh array, not numpy's read-only broadcast view: filling it costs a fraction
         # of np.broadcast_to's call overhead at the small sizes meta-learning lives on.
-        out = get_array_module(a).empty(self.shape, dtype=a.dtype)
+        xp = get_array_module(a)
+        if xp is np and np.prod(self.shape) >= threads.GRAIN:
+            return threads.elementwise(np.positive, np.broadcast_to(a, self.shape))
+        out = xp.empty(self.shape, dtype=a.dtype)
         out[...] = a
         return out
 
@@ -94,10 +98,10 @@ class SumTo(Function):
 
     def forward(self, a):
         lead = a.ndim - len(self.shape)
-        out = a.sum(axis=tuple(range(lead))) if lead else a
+        out = threads.sum(a, tuple(range(lead)), keepdims=False) if lead else a
         ones = tuple(i for i, n in enumerate(self.shape) if n == 1 and out.shape[i] != 1)
         if ones:
-            out = out.sum(axis=ones, keepdims=True)
+            out = threads.sum(out, ones, keepdims=True)
         if out.shape != self.shape:
             raise ValueError("shapes differ after the sum")
         return out

@@ -1,0 +1,53 @@
+"""Intra-op parallelism: large ops cut into slabs give numpy's own results, bit for bit."""
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tinymeta.ops import threads
+
+
+@pytest.fixture(scope="module")
+def four_threads_small_grain():
+    """Slice even small arrays, over four threads, so that hypothesis's shapes exercise the slabs."""
+    pool = threads.ThreadPoolExecutor(3)
+    with mock.patch.multiple(threads, THREADS=4, GRAIN=1, _pool=pool):
+        yield
+    pool.shutdown()
+
+
+shapes = st.lists(st.integers(1, 7), min_size=1, max_size=4).map(tuple)
+
+
+@given(shape=shapes, seed=st.integers(0, 10**6), data=st.data())
+def test_elementwise_equals_numpy_with_broadcasting(four_threads_small_grain, shape, seed, data):
+    rng = np.random.default_rng(seed)
+    other = tuple(data.draw(st.sampled_from([n, 1])) for n in shape)[data.draw(st.integers(0, len(shape))):]
+    a, b = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(other).astype(np.float32)
+    for ufunc in (np.add, np.multiply, np.divide, np.maximum):
+        np.testing.assert_array_equal(threads.elementwise(ufunc, a, b), ufunc(a, b))
+        np.testing.assert_array_equal(threads.elementwise(ufunc, b, a), ufunc(b, a))
+    np.testing.assert_array_equal(threads.elementwise(np.maximum, a, 0.0), np.maximum(a, 0.0))
+    assert threads.elementwise(np.negative, a).dtype == np.float32
+
+
+@given(shape=shapes, seed=st.integers(0, 10**6), data=st.data())
+def test_sum_equals_numpy_over_any_axes(four_threads_small_grain, shape, seed, data):
+    a = np.random.default_rng(seed).standard_normal(shape)
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1)))))
+    keepdims = data.draw(st.booleans())
+    np.testing.assert_allclose(threads.sum(a, axes, keepdims), a.sum(axis=axes, keepdims=keepdims),
+                               rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(threads.sum(a, None, keepdims), a.sum(keepdims=keepdims), rtol=1e-13)
+
+
+def test_large_ops_use_the_pool_and_small_ones_do_not():
+    a = np.ones((1024, 8), np.float32)
+    with mock.patch.object(threads, "GRAIN", 1024), \
+            mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
+        threads.elementwise(np.add, a[:2], a[:2])
+        assert slabs.call_count == 0
+        if threads.THREADS > 1:
+            np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
+            assert slabs.call_count == 1

@@ -1,0 +1,79 @@
+"""Intra-op parallelism: large elementwise ops and sums on every core.
+
+numpy runs a ufunc's loop on one core, but releases the GIL while it runs. So
+a large op can be cut into one slab of its result per core, along an axis,
+with a pool of threads filling the slabs at once (PyTorch's at::parallel_for
+does the same). The slabs are disjoint and each is computed as numpy would
+compute it alone, so the result is the single-threaded one.
+
+Results smaller than GRAIN elements, and arrays that are not numpy's (cupy),
+take the plain call: below that size starting the threads costs more than it
+saves. TINYMETA_NUM_THREADS sets the number of threads (default: the cores
+this process may run on; 1 turns the pool off).
+"""
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+GRAIN = 1 << 16
+THREADS = int(os.environ.get("TINYMETA_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
+_pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinymeta") if THREADS > 1 else None
+
+
+def elementwise(ufunc, *operands):
+    """ufunc(*operands), broadcasting as numpy does, sliced along the result's first axis."""
+    shape = _parallel_shape(operands)
+    if shape is None or shape[0] < THREADS:
+        return ufunc(*operands)
+    first = tuple(a.reshape(-1)[:1] if isinstance(a, np.ndarray) else a for a in operands)
+    out = np.empty(shape, ufunc(*first).dtype)
+
+    def fill(lo, hi):
+        ufunc(*(_rows(a, lo, hi, len(shape)) for a in operands), out=out[lo:hi])
+
+    _run_slabs(fill, shape[0])
+    return out
+
+
+def sum(a, axis, keepdims):  # noqa: A001 - numpy's name
+    """a.sum(axis, keepdims), sliced along the first axis that is not summed."""
+    if axis is None or _parallel_shape((a,)) is None:
+        return a.sum(axis=axis, keepdims=keepdims)
+    kept = [k for k in range(a.ndim) if k not in axis and a.shape[k] >= THREADS]
+    if not kept:
+        return a.sum(axis=axis, keepdims=keepdims)
+    k = kept[0]
+    out = np.empty(tuple(1 if i in axis else n for i, n in enumerate(a.shape)), a.dtype)
+    lead = (slice(None),) * k
+
+    def fill(lo, hi):
+        np.sum(a[lead + (slice(lo, hi),)], axis=axis, keepdims=True, out=out[lead + (slice(lo, hi),)])
+
+    _run_slabs(fill, a.shape[k])
+    return out if keepdims else out.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axis))
+
+
+def _parallel_shape(operands):
+    """The broadcast shape of numpy operands if it is worth slicing, else None."""
+    if _pool is None or not all(isinstance(a, (np.ndarray, int, float, np.generic)) for a in operands):
+        return None
+    shape = np.broadcast_shapes(*(np.shape(a) for a in operands))
+    return shape if math.prod(shape) >= GRAIN else None
+
+
+def _rows(a, lo, hi, ndim):
+    """The part of operand `a` that broadcasts onto rows lo:hi of an ndim-axis result."""
+    if np.ndim(a) == ndim and a.shape[0] != 1:
+        return a[lo:hi]
+    return a
+
+
+def _run_slabs(fill, length):
+    """fill(lo, hi) over THREADS slabs that cover range(length); this thread takes the first."""
+    bounds = [length * k // THREADS for k in range(THREADS + 1)]
+    futures = [_pool.submit(fill, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    fill(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
