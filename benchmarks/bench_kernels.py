@@ -10,13 +10,15 @@ stride 2 over 64 channels of 28x28, 14x14, 7x7.  Also:
     each convolution's GFLOP/s is printed beside;
   - a whole step of that net (the forward chain conv, pool, ..., conv, then
     every gradient the weights need), run as one sequence;
-  - why the numba kernels are serial: a BLAS call alternated with a numba
-    prange loop against the same loop compiled serially.
+  - why the kernels run their prange loops on numba's workqueue threading
+    layer: a BLAS call alternated with a numba prange loop on the OpenMP and
+    the workqueue layers (one process each), against the loop compiled serially.
 Prints a markdown table and writes it to the "kernels" section of RESULTS.md.
 """
 import argparse
 import datetime
 import os
+import subprocess
 import sys
 import time
 
@@ -127,15 +129,30 @@ def _scale_serial(a, out):
         out[i] = 2 * a[i]
 
 
-def thread_switch_ms(repeats):
-    """ms per (BLAS product, numba loop) pair, the loop parallel or serial: what a
-    kernel pays for prange when it runs between BLAS calls."""
+def pair_ms(loop, repeats):
+    """ms per (BLAS product, numba loop) pair: what a kernel pays for its loop between BLAS calls."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in [(64, 576), (576, 2048)])
     v = rng.standard_normal(1 << 18).astype(np.float32)
     out = np.empty_like(v)
-    return {name: 1e3 * median_seconds(lambda: (a @ b, loop(v, out)), repeats)
-            for name, loop in [("parallel", _scale_parallel), ("serial", _scale_serial)]}
+    return 1e3 * median_seconds(lambda: (a @ b, loop(v, out)), repeats)
+
+
+def thread_switch_ms(repeats):
+    """pair_ms of the serial loop and of the prange loop on each threading layer (one process
+    per layer: numba picks its layer once per process); None where a layer is unavailable."""
+    result = {"serial": pair_ms(_scale_serial, repeats)}
+    here = os.path.dirname(os.path.abspath(__file__))
+    for layer in ("omp", "workqueue"):
+        code = f"import bench_kernels as b; print(b.pair_ms(b._scale_parallel, {repeats}))"
+        run = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True,
+                             env={**os.environ, "NUMBA_THREADING_LAYER": layer})
+        result[layer] = float(run.stdout) if run.returncode == 0 else None
+    return result
+
+
+def _ms_or_na(value):
+    return "n/a (layer unavailable)" if value is None else f"{value:.2f}"
 
 
 def ms(seconds):
@@ -245,10 +262,11 @@ def main():
         "Whole step: convolutions forward and weight gradients, input gradients of convs 2-4, "
         "pools forward and backward (the sum leaves out conv 1's grad_input).",
         "",
-        f"Why the numba kernels are serial: a BLAS product (64x576 @ 576x2048) alternated with a "
-        f"numba loop takes {switch['parallel']:.2f} ms per pair when the loop is a prange "
-        f"(OpenMP threads spin after it and stall BLAS's threads) and {switch['serial']:.2f} ms "
-        f"when it is serial.",
+        f"Why the kernels' prange loops run on numba's workqueue layer: a BLAS product (64x576 @ 576x2048) "
+        f"alternated with a numba loop takes {_ms_or_na(switch['omp'])} ms per pair when the loop is a prange "
+        f"on the OpenMP layer (its threads spin after the loop and stall BLAS's threads), "
+        f"{_ms_or_na(switch['workqueue'])} ms on the workqueue layer, and {switch['serial']:.2f} ms when it "
+        f"is serial.",
     ])
     print()
     print(report)

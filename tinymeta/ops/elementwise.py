@@ -101,10 +101,9 @@ class Maximum(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        a_wins = a.data >= b.data
-        dtype = g.data.dtype
-        return (sum_to(g * Tensor(a_wins.astype(dtype)), a.shape) if a.requires_grad else None,
-                sum_to(g * Tensor((~a_wins).astype(dtype)), b.shape) if b.requires_grad else None)
+        a_wins = Tensor(threads.elementwise(np.greater_equal, a.data, b.data))
+        return (sum_to(where(a_wins, g, 0.0), a.shape) if a.requires_grad else None,
+                sum_to(where(a_wins, 0.0, g), b.shape) if b.requires_grad else None)
 
 
 class Where(Function):
@@ -124,9 +123,8 @@ class Where(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        zero = Tensor(np.zeros((), dtype=g.data.dtype))
-        return (sum_to(where(self.cond, g, zero), a.shape) if a.requires_grad else None,
-                sum_to(where(self.cond, zero, g), b.shape) if b.requires_grad else None)
+        return (sum_to(where(self.cond, g, 0.0), a.shape) if a.requires_grad else None,
+                sum_to(where(self.cond, 0.0, g), b.shape) if b.requires_grad else None)
 
 
 class Neg(Function):
@@ -261,7 +259,9 @@ def maximum(a, b):
 
 def where(cond, a, b):
     """Elementwise `a if cond else b`; cond is a boolean array or tensor (never differentiated)."""
-    cond = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    if not hasattr(cond, "dtype"):  # a list or a Python bool; arrays stay on their device
+        cond = np.asarray(cond)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
     return Where.apply(*binary_operands(a, b, "where"), cond=cond)

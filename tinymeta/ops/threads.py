@@ -11,7 +11,6 @@ take the plain call: below that size starting the threads costs more than it
 saves. TINYMETA_NUM_THREADS sets the number of threads (default: the cores
 this process may run on; 1 turns the pool off).
 """
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,8 +23,10 @@ _pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinymeta") if THREAD
 
 def elementwise(ufunc, *operands):
     """ufunc(*operands), broadcasting as numpy does, sliced along the result's first axis."""
-    shape = _parallel_shape(operands)
-    if shape is None or shape[0] < THREADS:
+    if not _worth_slicing(operands):
+        return ufunc(*operands)
+    shape = np.broadcast_shapes(*(np.shape(a) for a in operands))
+    if shape[0] < THREADS:
         return ufunc(*operands)
     first = tuple(a.reshape(-1)[:1] if isinstance(a, np.ndarray) else a for a in operands)
     out = np.empty(shape, ufunc(*first).dtype)
@@ -39,7 +40,7 @@ def elementwise(ufunc, *operands):
 
 def sum(a, axis, keepdims):  # noqa: A001 - numpy's name
     """a.sum(axis, keepdims), sliced along the first axis that is not summed."""
-    if axis is None or _parallel_shape((a,)) is None:
+    if axis is None or not _worth_slicing((a,)):
         return a.sum(axis=axis, keepdims=keepdims)
     kept = [k for k in range(a.ndim) if k not in axis and a.shape[k] >= THREADS]
     if not kept:
@@ -55,12 +56,10 @@ def sum(a, axis, keepdims):  # noqa: A001 - numpy's name
     return out if keepdims else out.reshape(tuple(n for i, n in enumerate(a.shape) if i not in axis))
 
 
-def _parallel_shape(operands):
-    """The broadcast shape of numpy operands if it is worth slicing, else None."""
-    if _pool is None or not all(isinstance(a, (np.ndarray, int, float, np.generic)) for a in operands):
-        return None
-    shape = np.broadcast_shapes(*(np.shape(a) for a in operands))
-    return shape if math.prod(shape) >= GRAIN else None
+def _worth_slicing(operands):
+    """A pool to slice over, an operand of at least GRAIN elements, and numpy operands only."""
+    return (_pool is not None and any(type(a) is np.ndarray and a.size >= GRAIN for a in operands)
+            and all(isinstance(a, (np.ndarray, int, float, np.generic)) for a in operands))
 
 
 def _rows(a, lo, hi, ndim):
