@@ -16,6 +16,8 @@ this module or the CPU one by the arrays' device.
         large product keeps cuBLAS busy where chunks would not.
     max_pool2d_forward, max_pool2d_backward, max_pool2d_gather
         one CUDA kernel each, in cuda/max_pool2d.cu.
+    batch_norm_forward, batch_norm_backward
+        the numpy references' array expressions, which cupy runs as they are.
 
 The CUDA sources are compiled by NVRTC (cupy.RawModule) on first use, once per
 process (cupy also caches the binaries on disk), and launched on one thread per
@@ -35,6 +37,7 @@ import numpy as np
 
 from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
+from .reference import batch_norm_backward, batch_norm_forward  # noqa: F401 (array methods: cupy runs them)
 from .task_axis import over_tasks
 
 _over_tasks = functools.partial(over_tasks, stack=cupy.stack)  # 5-d operands: one convolution per task

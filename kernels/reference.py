@@ -99,3 +99,19 @@ def max_pool2d_gather(grad_x, argmax):
     n, c, h, w = grad_x.shape
     flat = np.take_along_axis(grad_x.reshape(n, c, h * w), argmax.reshape(n, c, -1), axis=2)
     return flat.reshape(argmax.shape)
+
+
+def batch_norm_forward(x, eps):
+    """(x_hat, rstd) for x (G, N, C, S): x_hat = (x - mean) / sqrt(var + eps) per (group, channel).
+    Array methods only, so cupy arrays work too (kernels/gpu.py uses it)."""
+    mean = x.mean(axis=(1, 3), keepdims=True)
+    centred = x - mean
+    rstd = 1 / ((centred * centred).mean(axis=(1, 3), keepdims=True) + eps) ** 0.5
+    return centred * rstd, rstd[:, 0, :, 0]
+
+
+def batch_norm_backward(grad, x_hat, rstd):
+    """dx = r * (grad - mean(grad) - x_hat * mean(grad * x_hat)), means per (group, channel)."""
+    mean_g = grad.mean(axis=(1, 3), keepdims=True)
+    mean_gx = (grad * x_hat).mean(axis=(1, 3), keepdims=True)
+    return rstd[:, None, :, None] * (grad - mean_g - x_hat * mean_gx)

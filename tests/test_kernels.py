@@ -230,6 +230,11 @@ np.testing.assert_array_equal(argmax, R.max_pool2d_forward(x, 2, 1)[1])
 np.testing.assert_allclose(K.max_pool2d_backward(y, argmax, (5, 4)),
                            R.max_pool2d_backward(y, argmax, (5, 4)))
 np.testing.assert_array_equal(K.max_pool2d_gather(x, argmax), R.max_pool2d_gather(x, argmax))
+x_hat, rstd = K.batch_norm_forward(x, 1e-5)
+np.testing.assert_allclose(x_hat, R.batch_norm_forward(x, 1e-5)[0], rtol=1e-12, atol=1e-14)
+gx = rng.standard_normal(x.shape)
+np.testing.assert_allclose(K.batch_norm_backward(gx, x_hat, rstd),
+                           R.batch_norm_backward(gx, x_hat, rstd), rtol=1e-10, atol=1e-12)
 """
 
 
@@ -238,3 +243,29 @@ def test_kernels_are_correct_without_jit():
     result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@settings(deadline=None, max_examples=30)
+@given(dtype=dtypes, shape=st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 4), st.integers(1, 7)),
+       seed=st.integers(0, 2**32 - 1))
+def test_batch_norm_kernels_match_reference(dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal(shape) + rng.standard_normal()).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    x_hat, rstd = K.batch_norm_forward(x, 1e-5)
+    ref_x_hat, ref_rstd = R.batch_norm_forward(x, 1e-5)
+    assert_close(x_hat, ref_x_hat, dtype)
+    assert_close(rstd, ref_rstd, dtype)
+    dx, ref_dx = K.batch_norm_backward(grad, x_hat, rstd), R.batch_norm_backward(grad, ref_x_hat, ref_rstd)
+    # dx = r (g - mean g - x_hat mean(g x_hat)) cancels to near zero on tiny groups: errors are
+    # relative to the terms it is made of, r * |g|, not to the result
+    scale = float(rstd.max()) * float(np.abs(grad).max())
+    assert dx.dtype == dtype and float(np.abs(dx - ref_dx).max()) <= 4 * TOLERANCE[np.dtype(dtype).type] * scale
+
+
+def test_batch_norm_reference_normalises_each_group_and_channel():
+    x = np.random.default_rng(0).standard_normal((2, 5, 3, 4)) * 7 + 2
+    x_hat, rstd = R.batch_norm_forward(x, 0.0)
+    np.testing.assert_allclose(x_hat.mean(axis=(1, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(x_hat.var(axis=(1, 3)), 1, rtol=1e-12)
+    np.testing.assert_allclose(rstd, 1 / x.std(axis=(1, 3)), rtol=1e-12)

@@ -14,6 +14,7 @@ import numpy as np
 from .. import ops
 from ..ops.conv import conv2d as _conv2d
 from ..ops.conv import max_pool2d as _max_pool2d
+from ..ops.normalize import normalize
 from ..backend import to_device
 from ..tensor import Tensor
 
@@ -86,17 +87,15 @@ def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=Tr
         if count == 1:
             raise ValueError(f"batch_norm: input {x.shape} has one value per channel; batch statistics "
                              "need more than one")
-        mean = ops.mean(x, axis=axes, keepdims=True)
-        centred = x - mean
-        var = ops.mean(centred * centred, axis=axes, keepdims=True)
+        groups = x.shape[0] if tasks else 1
+        grouped = ops.reshape(x, (groups, x.shape[channel_axis - 1], channels, -1))  # (G, N, C, pixels)
+        y = ops.reshape(normalize(grouped, eps), x.shape)
         if running_mean is not None:
-            _update_running(running_mean, running_var, mean, var, count, momentum)
+            _update_running(running_mean, running_var, grouped.data, momentum)
     else:
         if running_mean is None:
             raise ValueError("batch_norm: evaluation mode needs running statistics")
-        centred = x - Tensor(running_mean.reshape(per_channel))
-        var = Tensor(running_var.reshape(per_channel))
-    y = centred / ops.sqrt(var + eps)
+        y = (x - Tensor(running_mean.reshape(per_channel))) / ops.sqrt(Tensor(running_var.reshape(per_channel)) + eps)
     if tasks:
         per_channel[0] = x.shape[0]
     if weight is not None:
@@ -106,14 +105,14 @@ def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=Tr
     return y
 
 
-def _update_running(running_mean, running_var, mean, var, n, momentum):
-    """Exponential moving averages of the batch statistics (unbiased variance, n values
-    each; averaged over tasks where there are several), in place."""
-    channels = running_mean.shape[0]
+def _update_running(running_mean, running_var, grouped, momentum):
+    """Exponential moving averages, in place, of the statistics of `grouped` (G, N, C, pixels)
+    per channel (the variance unbiased; both averaged over the G groups)."""
+    n = grouped.shape[1] * grouped.shape[3]
     running_mean *= 1 - momentum
-    running_mean += momentum * mean.data.reshape(-1, channels).mean(axis=0)
+    running_mean += momentum * grouped.mean(axis=(1, 3)).mean(axis=0)
     running_var *= 1 - momentum
-    running_var += momentum * var.data.reshape(-1, channels).mean(axis=0) * n / max(n - 1, 1)
+    running_var += momentum * grouped.var(axis=(1, 3)).mean(axis=0) * n / max(n - 1, 1)
 
 
 def mse_loss(prediction, target):

@@ -1,0 +1,84 @@
+"""Batch normalisation's core, x_hat = (x - mean) / sqrt(var + eps), and its gradient, on the CPU.
+
+x has shape (G, N, C, S): G independent groups (a meta-batch's tasks, or 1), N examples,
+C channels and S pixels. Each (group, channel) is normalised by the mean and the biased
+variance of its N*S values:
+
+    forward   x_hat = (x - mean) * r,           r = 1 / sqrt(var + eps)
+    backward  dx = r * (g - mean(g) - x_hat * mean(g * x_hat))
+
+Each kernel takes one (group, channel) at a time, in parallel over them, so its values are
+read from memory once and revisited in cache (numpy would make a pass over the whole
+array per operation). Sums accumulate in float64.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+def _check(name, **arrays):
+    for label, a in arrays.items():
+        if a.ndim != 4 or a.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{name}: {label} must be a 4-d float32 or float64 array (G, N, C, S), "
+                             f"got shape {a.shape} and dtype {a.dtype}")
+
+
+@njit(cache=True, parallel=True)
+def _normalize(x, eps, x_hat, rstd):
+    groups, n, channels, pixels = x.shape
+    count = n * pixels
+    for gc in prange(groups * channels):
+        g, c = gc // channels, gc % channels
+        total = 0.0
+        for i in range(n):
+            for s in range(pixels):
+                total += x[g, i, c, s]
+        mean = total / count
+        squares = 0.0
+        for i in range(n):
+            for s in range(pixels):
+                d = x[g, i, c, s] - mean
+                squares += d * d
+        r = 1.0 / np.sqrt(squares / count + eps)
+        rstd[g, c] = r
+        for i in range(n):
+            for s in range(pixels):
+                x_hat[g, i, c, s] = (x[g, i, c, s] - mean) * r
+
+
+@njit(cache=True, parallel=True)
+def _normalize_backward(grad, x_hat, rstd, dx):
+    groups, n, channels, pixels = grad.shape
+    count = n * pixels
+    for gc in prange(groups * channels):
+        g, c = gc // channels, gc % channels
+        sum_g, sum_gx = 0.0, 0.0
+        for i in range(n):
+            for s in range(pixels):
+                sum_g += grad[g, i, c, s]
+                sum_gx += grad[g, i, c, s] * x_hat[g, i, c, s]
+        mean_g, mean_gx, r = sum_g / count, sum_gx / count, rstd[g, c]
+        for i in range(n):
+            for s in range(pixels):
+                dx[g, i, c, s] = r * (grad[g, i, c, s] - mean_g - x_hat[g, i, c, s] * mean_gx)
+
+
+def batch_norm_forward(x, eps):
+    """(x_hat, rstd): x normalised per (group, channel), and r = 1 / sqrt(var + eps) of shape (G, C)."""
+    x = np.ascontiguousarray(x)
+    _check("batch_norm_forward", x=x)
+    x_hat = np.empty_like(x)
+    rstd = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    _normalize(x, eps, x_hat, rstd)
+    return x_hat, rstd
+
+
+def batch_norm_backward(grad, x_hat, rstd):
+    """dx = r * (grad - mean(grad) - x_hat * mean(grad * x_hat)), the means per (group, channel)."""
+    grad, x_hat = np.ascontiguousarray(grad), np.ascontiguousarray(x_hat)
+    _check("batch_norm_backward", grad=grad, x_hat=x_hat)
+    if grad.shape != x_hat.shape or rstd.shape != (grad.shape[0], grad.shape[2]):
+        raise ValueError(f"batch_norm_backward: grad {grad.shape}, x_hat {x_hat.shape} and rstd {rstd.shape} "
+                         "do not fit together (rstd must be (G, C))")
+    dx = np.empty_like(grad)
+    _normalize_backward(grad, x_hat, rstd, dx)
+    return dx
