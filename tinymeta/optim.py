@@ -20,7 +20,8 @@ def sgd_step(params, grads, lr):
     """{name: p - lr * g}: one plain gradient step as new tensors (never in place)."""
     if len(params) != len(grads):
         raise ValueError(f"sgd_step: {len(params)} parameters but {len(grads)} gradients")
-    return OrderedDict((name, p - lr * g) for (name, p), g in zip(params.items(), grads))
+    # p + (-lr) g is p - lr g to the last bit, in two graph nodes where sub would take three
+    return OrderedDict((name, p + (-lr) * g) for (name, p), g in zip(params.items(), grads))
 
 
 class Optimizer:
