@@ -5,16 +5,32 @@ with broadcasting over the leading axes, and 1-D vectors promoted to a row (on
 the left) or a column (on the right) and squeezed from the result. The backward
 is da = g @ b^T and db = a^T @ g on the promoted operands, summed to each
 input's shape.
+
+Like BLAS's gemm, the primitive can read either operand transposed (its last two
+axes swapped, a free view): out = op(a) @ op(b). The backward uses that instead
+of transpose nodes, so a gradient of a product is one node, not two, and so is
+every derivative after it:
+
+    out = A B with A = op(a), B = op(b):   dA = g B^T,   dB = A^T g
+    da = dA, or dA^T = B g^T when a is read transposed; db likewise.
 """
 from ..function import Function
 from .operands import binary_operands
-from .shape import Transpose, reshape, sum_to, swapaxes
+from .shape import reshape, sum_to
 
 
 class MatMul(Function):
-    """out = a @ b;  da = g @ b^T, db = a^T @ g (vectors promoted to matrices, batch axes summed)."""
+    """out = op(a) @ op(b), op swapping the last two axes where asked;  da, db as products of
+    the same kind (see the module docstring), vectors promoted and batch axes summed."""
+
+    def __init__(self, transpose_a=False, transpose_b=False):
+        self.transpose_a, self.transpose_b = transpose_a, transpose_b
 
     def forward(self, a, b):
+        if self.transpose_a:
+            a = a.swapaxes(-1, -2)
+        if self.transpose_b:
+            b = b.swapaxes(-1, -2)
         return a @ b
 
     def input_error(self, inputs, err):
@@ -30,9 +46,7 @@ class MatMul(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        if a.data.ndim == 2 and b.data.ndim == 2:  # the common case, without promotions
-            return (matmul(g, Transpose.apply(b, axes=(1, 0))) if a.requires_grad else None,
-                    matmul(Transpose.apply(a, axes=(1, 0)), g) if b.requires_grad else None)
+        ta, tb = self.transpose_a, self.transpose_b  # only products made here are transposed: never vectors
         a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
         b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
         g2 = g
@@ -42,10 +56,17 @@ class MatMul(Function):
             g2 = reshape(g2, g2.shape + (1,))
         ga = gb = None
         if a.requires_grad:
-            ga = reshape(sum_to(matmul(g2, swapaxes(b2, -1, -2)), a2.shape), a.shape)
+            ga = _product(b2, g2, tb, True) if ta else _product(g2, b2, False, not tb)
+            ga = reshape(sum_to(ga, a2.shape), a.shape)
         if b.requires_grad:
-            gb = reshape(sum_to(matmul(swapaxes(a2, -1, -2), g2), b2.shape), b.shape)
+            gb = _product(g2, a2, True, ta) if tb else _product(a2, g2, not ta, False)
+            gb = reshape(sum_to(gb, b2.shape), b.shape)
         return ga, gb
+
+
+def _product(a, b, transpose_a, transpose_b):
+    """op(a) @ op(b) as one node."""
+    return MatMul.apply(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
 
 
 def matmul(a, b):
