@@ -15,8 +15,10 @@ setup(
     package_data={"tinymeta.kernels": ["cuda/*.cu"]},
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
-        # the loaders are tested on real PNGs and the examples (which plot) are run by the tests
-        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5"],
+        # the loaders are tested on real PNGs, the examples (which plot) are run by the tests, and so is the
+        # lecture notebook, in a Jupyter kernel
+        "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5",
+                 "nbformat>=5.1", "nbclient>=0.9", "ipykernel>=6"],
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
     },
