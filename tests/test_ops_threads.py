@@ -51,3 +51,19 @@ def test_large_ops_use_the_pool_and_small_ones_do_not():
         if threads.THREADS > 1:
             np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
             assert slabs.call_count == 1
+
+
+def test_set_num_threads_resizes_the_pool_and_refuses_zero():
+    before = threads.THREADS
+    try:
+        threads.set_num_threads(1)
+        assert threads._pool is None
+        a = np.ones((threads.GRAIN, 2), np.float32)
+        np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
+        threads.set_num_threads(3)
+        assert threads.THREADS == 3 and threads._pool is not None
+        np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
+        with pytest.raises(ValueError, match="set_num_threads: need at least one thread, got 0"):
+            threads.set_num_threads(0)
+    finally:
+        threads.set_num_threads(before)

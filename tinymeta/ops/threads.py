@@ -17,8 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 GRAIN = 1 << 16
-THREADS = int(os.environ.get("TINYMETA_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
-_pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinymeta") if THREADS > 1 else None
+THREADS, _pool = 1, None  # set just below
+
+
+def set_num_threads(count):
+    """Run large ops on `count` threads from now on (1: on the calling thread alone)."""
+    global THREADS, _pool
+    if count < 1:
+        raise ValueError(f"set_num_threads: need at least one thread, got {count}")
+    if _pool is not None:
+        _pool.shutdown()
+    THREADS = count
+    _pool = ThreadPoolExecutor(count - 1, thread_name_prefix="tinymeta") if count > 1 else None
+
+
+set_num_threads(int(os.environ.get("TINYMETA_NUM_THREADS", 0)) or len(os.sched_getaffinity(0)))
 
 
 def elementwise(ufunc, *operands):
