@@ -19,5 +19,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5"],
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
+        # mpiexec -n N: mpi4py, an MPI from the package index (mpich ships mpiexec), per-rank BLAS threads
+        "mpi": ["mpi4py>=4", "mpich", "threadpoolctl>=3"],
     },
 )
