@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import distributed_run as programs
-from tinymeta.meta.distributed import LAUNCHER_SIZE_VARIABLES, SingleProcess, communicator, share_of
+from tinymeta.meta.distributed import (BLAS_THREAD_VARIABLES, LAUNCHER_SIZE_VARIABLES, SingleProcess, communicator,
+                                      share_of)
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 180  # seconds; the runs take a few, the rest is room for a loaded machine
@@ -99,6 +100,23 @@ def test_an_mpi_that_is_not_the_launchers_is_refused():
 
 
 # --- two processes -------------------------------------------------------
+
+THREADS = ("from tinymeta.meta.distributed import communicator; import numba, os; communicator(); "
+           "from threadpoolctl import threadpool_info; "
+           "print(numba.get_num_threads(), *sorted({p['num_threads'] for p in threadpool_info()}))")
+
+
+def test_each_rank_runs_cores_over_ranks_threads_unless_told_otherwise():
+    unset = ("NUMBA_NUM_THREADS", *BLAS_THREAD_VARIABLES)
+    env = {k: v for k, v in plain_environment().items() if k not in unset}
+    launch = [mpiexec(), "-n", "2", sys.executable, "-c", THREADS]
+    share = str(max(1, os.cpu_count() // 2))
+    chosen = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert chosen.stdout.split() == [share, share] * 2, chosen.stderr[-3000:]
+    told = subprocess.run(launch, cwd=ROOT, env={**env, "NUMBA_NUM_THREADS": "3", "OMP_NUM_THREADS": "3"},
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert told.stdout.split() == ["3", "3"] * 2, told.stderr[-3000:]
+
 
 @pytest.fixture(scope="module")
 def two_process_gradients(tmp_path_factory):

@@ -74,8 +74,9 @@ def communicator(check_every=100):
                           "cannot be imported; install it with  pip install 'tinymeta[mpi]'") from err
     comm = MPI.COMM_WORLD
     if comm.size != size:
+        library = MPI.Get_library_version().splitlines()[0]
         raise RuntimeError(f"communicator: the launcher started {size} processes but MPI sees {comm.size}; "
-                           f"mpi4py runs on another MPI than the launcher's ({MPI.Get_library_version().splitlines()[0]})")
+                           f"mpi4py runs on another MPI ({library}) than the launcher's")
     _stop_every_rank_on_error(comm)
     _share_cores(comm, MPI, threadpool_limits)
     return MPICommunicator(comm, check_every)
@@ -138,8 +139,8 @@ class MPICommunicator:
 
     def synchronise(self, model, optimizer, rng, iteration):
         """Rank 0's parameters, buffers, optimizer state, generator state and iteration, on every rank."""
-        state = (model.state_dict(), optimizer.state_dict(), rng.bit_generator.state, iteration) if self.is_root else None
-        model_state, optimizer_state, rng_state, iteration = self.broadcast(state)
+        mine = (model.state_dict(), optimizer.state_dict(), rng.bit_generator.state, iteration)
+        model_state, optimizer_state, rng_state, iteration = self.broadcast(mine if self.is_root else None)
         if not self.is_root:
             model.load_state_dict(model_state)
             optimizer.load_state_dict(optimizer_state)
@@ -201,4 +202,6 @@ def _share_cores(comm, MPI, threadpool_limits):
         import numba
         numba.set_num_threads(threads)
     if not any(name in os.environ for name in BLAS_THREAD_VARIABLES):
-        threadpool_limits(threads, user_api="blas")
+        threadpool_limits(threads)  # the BLAS and OpenMP libraries loaded so far
+        for name in BLAS_THREAD_VARIABLES:  # and those loaded later (numba loads scipy's OpenBLAS)
+            os.environ[name] = str(threads)
