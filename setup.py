@@ -21,5 +21,7 @@ setup(
                  "nbformat>=5.1", "nbclient>=0.9", "ipykernel>=6"],
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
+        # mpiexec -n N: mpi4py, an MPI from the package index (mpich ships mpiexec), per-rank BLAS threads
+        "mpi": ["mpi4py>=4", "mpich", "threadpoolctl>=3"],
     },
 )

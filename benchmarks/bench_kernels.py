@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine_line, markdown_table, median_seconds, write_section  # noqa: E402
+from common import cpu_jiffies, machine_line, markdown_table, median_seconds, write_section  # noqa: E402
 
 import tinymeta.kernels as K  # noqa: E402
 from tinymeta.kernels import reference as R  # noqa: E402
@@ -41,14 +41,6 @@ except ImportError:
 BATCH, OUT, KERNEL = 80, 64, 3
 CONVS = [(1, 28), (64, 14), (64, 7), (64, 3)]  # (input channels, input size)
 POOLS = [28, 14, 7]  # input size, 64 channels
-
-
-def cpu_jiffies():
-    """(busy, total) CPU time of the whole machine so far, from /proc/stat (Linux)."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def matmul_gflops(repeats):

@@ -25,6 +25,14 @@ def median_seconds(fn, repeats=20, warmup=3):
     return statistics.median(times)
 
 
+def cpu_jiffies():
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat (Linux)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def machine_line():
     """One line naming the machine, thread settings and BLAS environment of a run."""
     blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",

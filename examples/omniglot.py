@@ -16,6 +16,10 @@ validation tasks and keeps the best checkpoint (by validation accuracy); at the
 end it reports test accuracy (mean and 95% CI over --eval-tasks tasks of
 characters never trained on) and plots the accuracy curves. Outputs go to --out:
 results.md, curves.png, best.npz and checkpoint.npz (for --resume).
+
+Under an MPI launcher (`mpiexec -n 2 python examples/omniglot.py ...`, with
+tinymeta[mpi] installed) the processes share each meta-batch: rank 0 reads the
+data and sends it to the others, validates, checkpoints and writes the results.
 """
 import argparse
 import json
@@ -30,6 +34,7 @@ from tinymeta.data.sampler import FewShotSampler
 from tinymeta.grad_mode import no_grad
 from tinymeta.meta import MAML, Reptile, evaluate, meta_train
 from tinymeta.meta.adapt import adapt, fresh_leaves
+from tinymeta.meta.distributed import communicator
 from tinymeta.meta.evaluate import estimate
 from tinymeta.nn.functional import accuracy, cross_entropy
 from tinymeta.optim import Adam
@@ -144,12 +149,15 @@ def plot_curves(path, history, args):
 
 def main():
     args = parse_args()
+    processes = communicator()
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    dataset = load_omniglot(args.data, download=args.download)
+    # rank 0 reads (or downloads) the data and sends it to the other ranks
+    dataset = processes.broadcast(load_omniglot(args.data, download=args.download) if processes.is_root else None)
     split = (split_by_character if args.split == "character" else split_by_alphabet)(dataset, rng)
-    print(f"{dataset}; {len(split.train)} training classes (rotations included), "
-          f"{len(split.validation)} validation and {len(split.test)} test characters")
+    if processes.is_root:
+        print(f"{dataset}; {len(split.train)} training classes (rotations included), "
+              f"{len(split.validation)} validation and {len(split.test)} test characters")
 
     train_tasks = FewShotSampler(split.train.images, args.way, args.shot, args.query)
     watch_train = FewShotSampler(split.train.images, args.way, args.shot, args.eval_query).sample(
@@ -192,8 +200,10 @@ def main():
     meta_train(learner, train_tasks, optimizer, args.iters, args.meta_batch, rng, eval_every=args.val_every,
                on_eval=on_eval, checkpoint=args.out / "checkpoint.npz", resume=args.resume,
                config=vars(args) | {"out": str(args.out), "data": str(args.data)}, lr_schedule=lr_schedule,
-               progress=not args.no_progress, description=args.algo)
+               progress=not args.no_progress, description=args.algo, communicator=processes)
     train_seconds = time.perf_counter() - start
+    if not processes.is_root:
+        return
 
     model.load(args.out / "best.npz")
     test = accuracy_after_adaptation(model, test_tasks, args)

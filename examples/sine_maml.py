@@ -11,6 +11,10 @@ Evaluation adapts each algorithm's learned initialisation on the same 600 test
 tasks with K points and plain SGD (lr 0.01), and reports the query MSE after 0, 1
 and 10 steps. Outputs, under --out: results.md (the table) and sine.png (fits
 before and after adaptation for MAML and pre-training, and MSE against steps).
+
+Under an MPI launcher (`mpiexec -n 2 python examples/sine_maml.py`, with
+tinymeta[mpi] installed) the processes share each meta-batch; rank 0 evaluates
+and writes the results.
 """
 import argparse
 import time
@@ -23,6 +27,7 @@ from tinymeta.data.sine import curve
 from tinymeta.grad_mode import no_grad
 from tinymeta.meta import MAML, Pretrain, Reptile, evaluate, meta_train
 from tinymeta.meta.adapt import adapt, fresh_leaves
+from tinymeta.meta.distributed import communicator
 from tinymeta.nn import sine_mlp
 from tinymeta.nn.functional import mse_loss
 from tinymeta.optim import Adam
@@ -74,14 +79,14 @@ def make_learner(algo, model, args, rng):
     return Pretrain(model)
 
 
-def train(algo, args, task_source):
+def train(algo, args, task_source, processes):
     rng = np.random.default_rng([args.seed, ALGORITHMS.index(algo)])
     model = sine_mlp(np.random.default_rng(args.seed)).to(args.device)  # the same initial phi for every algorithm
     learner = make_learner(algo, model, args, rng)
     iterations = args.iters if args.iters is not None else DEFAULT_ITERS[algo]
     start = time.perf_counter()
     meta_train(learner, task_source, Adam(model.parameters_dict(), lr=OUTER_LR), iterations, META_BATCH, rng,
-               progress=not args.no_progress, description=f"{LABELS[algo]:>16}")
+               progress=not args.no_progress, description=f"{LABELS[algo]:>16}", communicator=processes)
     return model, iterations, time.perf_counter() - start
 
 
@@ -148,13 +153,17 @@ def plot(path, models, results, task_source, seed, shots, n_eval_tasks):
 
 def main():
     args = parse_args()
+    processes = communicator()
     task_source = SineTasks(shots=args.shots, queries=args.shots)
     test_tasks = task_source.sample(args.eval_tasks, np.random.default_rng([args.seed, 1000]))
     models, results, trained = {}, {}, {}
     for algo in args.algo:
-        model, iterations, seconds = train(algo, args, task_source)
+        model, iterations, seconds = train(algo, args, task_source, processes)
         models[algo], trained[algo] = model, (iterations, seconds)
-        results[algo] = evaluate(model, test_tasks, mse_loss, INNER_LR, steps=EVAL_STEPS)
+        if processes.is_root:
+            results[algo] = evaluate(model, test_tasks, mse_loss, INNER_LR, steps=EVAL_STEPS)
+    if not processes.is_root:
+        return
     report = "\n".join([
         f"Sine regression, K = {args.shots}, {args.eval_tasks} held-out tasks, seed {args.seed}; "
         f"adaptation: SGD with lr {INNER_LR}. Mean query MSE ± 95% CI half-width.", "", table(results, trained)])

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the examples import the tinymeta of this checkout, whatever is installed
+ENVIRONMENT = {**os.environ, "MPLBACKEND": "Agg",
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def run(script, *args, env=None):
     result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *map(str, args)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
+                            capture_output=True, text=True, timeout=600, env={**ENVIRONMENT, **(env or {})})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -34,7 +36,7 @@ def test_sine_example_trains_all_four_and_writes_table_and_figure(tmp_path):
 
 def test_sine_example_rejects_zero_shots():
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "sine_maml.py"), "--shots", "0"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=ENVIRONMENT)
     assert result.returncode != 0 and "--shots must be at least 1" in result.stderr
 
 

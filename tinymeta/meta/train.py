@@ -4,14 +4,22 @@ Each iteration draws a meta-batch of tasks with the run's Generator and takes on
 outer step. Every `eval_every` iterations it calls `on_eval(iteration)` (for a
 validation score) and writes a checkpoint from which `meta_train(..., resume=True)`
 continues exactly where the run stopped.
+
+With a `communicator` from tinymeta.meta.distributed, several processes train
+one model: each adapts its share of every meta-batch and the meta-gradients are
+averaged across them (see distributed.py). Rank 0 alone reads and writes the
+checkpoint, shows progress and calls `on_eval`; without one, the loop is a
+single process.
 """
 import math
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import SingleProcess
 
 
 def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, eval_every=0, on_eval=None,
-               checkpoint=None, resume=False, config=None, lr_schedule=None, progress=True, description=""):
+               checkpoint=None, resume=False, config=None, lr_schedule=None, progress=True, description="",
+               communicator=None):
     """Run outer steps up to `iterations`; returns the list of (iteration, meta-loss) it ran.
 
     lr_schedule(iteration) -> learning rate, if given, sets the optimizer's lr before
@@ -20,16 +28,19 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
     if meta_batch < 1 or iterations < 0:
         raise ValueError(f"meta_train: meta_batch ({meta_batch}) must be positive and iterations "
                          f"({iterations}) non-negative")
+    processes = communicator if communicator is not None else SingleProcess()
     start = 0
-    if resume and checkpoint is not None and checkpoint.exists():
+    if processes.is_root and resume and checkpoint is not None and checkpoint.exists():
         start, _ = load_checkpoint(checkpoint, learner.model, optimizer, rng)
+    start = processes.synchronise(learner.model, optimizer, rng, start)
     history = []
-    bar = _progress_bar(start, iterations, progress, description)
+    bar = _progress_bar(start, iterations, progress and processes.is_root, description)
     running = None
     for iteration in range(start, iterations):
         if lr_schedule is not None:
             optimizer.lr = lr_schedule(iteration)
-        loss = learner.meta_step(task_source.sample(meta_batch, rng), optimizer)
+        loss, grads = processes.meta_gradients(learner, task_source.sample(meta_batch, rng))
+        optimizer.step(grads)
         if not math.isfinite(loss):
             raise FloatingPointError(f"meta_train: the meta-loss became {loss} at iteration {iteration}; "
                                      "lower the inner or outer learning rate")
@@ -37,7 +48,8 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
         running = loss if running is None else 0.98 * running + 0.02 * loss
         bar.update(running)
         done = iteration + 1
-        if eval_every and (done % eval_every == 0 or done == iterations):
+        processes.check_agreement(learner.model, done)
+        if processes.is_root and eval_every and (done % eval_every == 0 or done == iterations):
             if on_eval is not None:
                 bar.write(on_eval(done))
             if checkpoint is not None:
