@@ -1,7 +1,10 @@
 """Few-shot evaluation: how good is phi after k steps of training on a new task?
 
 For each test task, adapt phi on its support set with plain SGD and score the
-query set after each number of steps asked for (0 = phi itself). Results are
+query set after each number of steps asked for (0 = phi itself). The step is
+the one the learner meta-trained for: inner_lr is a number, or Meta-SGD's
+learned per-parameter rates; proximal = lambda > 0 adds iMAML's pull
+lambda (theta - phi) toward the initialisation. Results are
 the mean over tasks and the half-width of a 95% confidence interval,
 1.96 * std / sqrt(number of tasks).
 """
@@ -10,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..grad_mode import no_grad
-from .adapt import adapt, fresh_leaves
+from .adapt import fresh_leaves
+from .imaml import proximal_adapt
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ def estimate(values):
     return Estimate(float(values.mean()), float(half_width))
 
 
-def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, params=None):
+def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, params=None, proximal=0.0):
     """{"loss": {k: Estimate}, and "metric": {k: Estimate} when `metric(prediction, targets)` is given}."""
     steps = sorted(set(steps))
     if not tasks:
@@ -48,7 +52,8 @@ def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, par
                     if metric is not None:
                         scores[k].append(metric(prediction, task.query.targets))
             if k < steps[-1]:
-                theta = fresh_leaves(adapt(model, theta, task.support, loss_fn, 1, inner_lr, create_graph=False))
+                theta = proximal_adapt(model, phi, theta, task.support, loss_fn, 1, inner_lr, proximal,
+                                       create_graph=False)
     result = {"loss": {k: estimate(v) for k, v in losses.items()}}
     if metric is not None:
         result["metric"] = {k: estimate(v) for k, v in scores.items()}

@@ -22,7 +22,7 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
                          f"({iterations}) non-negative")
     start = 0
     if resume and checkpoint is not None and checkpoint.exists():
-        start, _ = load_checkpoint(checkpoint, learner.model, optimizer, rng)
+        start, _ = load_checkpoint(checkpoint, learner, optimizer, rng)
     history = []
     bar = _progress_bar(start, iterations, progress, description)
     running = None
@@ -41,7 +41,7 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
             if on_eval is not None:
                 bar.write(on_eval(done))
             if checkpoint is not None:
-                save_checkpoint(checkpoint, learner.model, optimizer, done, rng, config)
+                save_checkpoint(checkpoint, learner, optimizer, done, rng, config)
     bar.close()
     return history
 
