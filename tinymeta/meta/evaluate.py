@@ -2,11 +2,11 @@
 
 For each test task, adapt phi on its support set with plain SGD and score the
 query set after each number of steps asked for (0 = phi itself). The step is
-the one the learner meta-trained for: inner_lr is a number, or Meta-SGD's
+the one the learner meta-trained with: inner_lr is a number, or Meta-SGD's
 learned per-parameter rates; proximal = lambda > 0 adds iMAML's pull
-lambda (theta - phi) toward the initialisation. Results are
-the mean over tasks and the half-width of a 95% confidence interval,
-1.96 * std / sqrt(number of tasks).
+lambda (theta - phi) toward the initialisation. Results are the mean over
+tasks and the half-width of a 95% confidence interval, 1.96 * std / sqrt(number
+of tasks).
 """
 from dataclasses import dataclass
 
