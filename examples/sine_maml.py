@@ -122,9 +122,14 @@ def table(results, trained, steps_by):
     lines = [header, "|---|---|---|---|---|---|---|"]
     for algo, result in results.items():
         iterations, seconds = trained[algo]
-        cells = " | ".join(str(result["loss"][k]) for k in (0, 1, 10))
+        cells = " | ".join(cell(result["loss"][k]) for k in (0, 1, 10))
         lines.append(f"| {LABELS[algo]} | {iterations} | {seconds:.0f} s | {steps_by[algo]} | {cells} |")
     return "\n".join(lines)
+
+
+def cell(estimate):
+    """An Estimate, or "diverged" where adaptation overflowed on some test task (mean inf or nan)."""
+    return str(estimate) if np.isfinite(estimate.mean) else "diverged"
 
 
 def fits(learner, task, steps):
@@ -174,6 +179,7 @@ def plot(path, learners, results, task_source, seed, shots, n_eval_tasks):
     ax.set_xlabel("gradient steps on the support set")
     ax.set_ylabel(f"query MSE ({n_eval_tasks} test tasks, 95% CI)")
     ax.set_yscale("log")
+    ax.set_ylim(top=30)   # an adaptation that diverges leaves the plot rather than squashing the others
     ax.legend()
     ax.set_title(f"K = {shots}: MSE against steps")
     fig.tight_layout()
