@@ -1,15 +1,22 @@
-"""Omniglot N-way K-shot classification with MAML, first-order MAML or Reptile.
+"""Omniglot N-way K-shot classification with MAML, first-order MAML, Reptile, Meta-SGD or iMAML.
 
     python examples/omniglot.py --data ../shared/data/omniglot          # MAML, 5-way 1-shot
     python examples/omniglot.py --data ../shared/data/omniglot --algo fomaml
+    python examples/omniglot.py --data ../shared/data/omniglot --algo imaml --out examples/results/omniglot/imaml
     python examples/omniglot.py --download                               # fetch the full data set
 
 Defaults follow the MAML paper's 5-way 1-shot setup as its published code runs
 it: query = shot drawings per class during meta-training, meta-batch 32, one
 inner SGD step with lr 0.4, Adam (1e-3) outside, 3 adaptation steps at test;
 the network is four [3x3 conv 64, batch norm, ReLU] blocks with stride-2
-convolutions, then linear. Characters are split into train / validation / test
-(seeded); each quarter turn of a training character is a class of its own.
+convolutions, then linear. Meta-SGD starts its learned rates (one per weight) at
+the inner lr and adapts with them at test. iMAML takes 5 inner steps of lr 0.1
+on the support loss plus lambda/2 ||theta - phi||^2 (lambda 2), 5 conjugate-
+gradient iterations for its meta-gradient, and adapts at test the same way (at
+lr 0.4 its inner descent diverges: from the initial network the support loss
+rises again after the first step; at 0.1 it settles within about 3 steps). Characters
+are split into train / validation / test (seeded); each quarter turn of a
+training character is a class of its own.
 
 Every --val-every iterations the script measures accuracy on training and
 validation tasks and keeps the best checkpoint (by validation accuracy); at the
@@ -32,9 +39,10 @@ from tinymeta import nn
 from tinymeta.data.omniglot import load_omniglot, split_by_alphabet, split_by_character
 from tinymeta.data.sampler import FewShotSampler
 from tinymeta.grad_mode import no_grad
-from tinymeta.meta import MAML, Reptile, evaluate, meta_train
-from tinymeta.meta.adapt import adapt, fresh_leaves
+from tinymeta.meta import IMAML, MAML, MetaSGD, Reptile, evaluate, meta_train
+from tinymeta.meta.adapt import fresh_leaves
 from tinymeta.meta.distributed import communicator
+from tinymeta.meta.imaml import proximal_adapt
 from tinymeta.meta.evaluate import estimate
 from tinymeta.nn.functional import accuracy, cross_entropy
 from tinymeta.optim import Adam
@@ -48,10 +56,14 @@ def parse_args():
     p.add_argument("--query", type=int, default=None,
                    help="query drawings per class during meta-training (default: = shot, as the paper's code)")
     p.add_argument("--eval-query", type=int, default=15, help="query drawings per class at validation and test (default 15)")
-    p.add_argument("--algo", choices=("maml", "fomaml", "reptile"), default="maml", help="meta-learner (default maml)")
+    p.add_argument("--algo", choices=("maml", "fomaml", "reptile", "metasgd", "imaml"), default="maml",
+                   help="meta-learner (default maml)")
     p.add_argument("--inner-steps", type=int, default=None,
-                   help="inner SGD steps in meta-training (default 1; Reptile 5)")
-    p.add_argument("--inner-lr", type=float, default=None, help="inner SGD learning rate (default 0.4; Reptile 0.1)")
+                   help="inner SGD steps in meta-training (default 1; Reptile and iMAML 5)")
+    p.add_argument("--lam", type=float, default=2.0, help="iMAML's proximal strength lambda (default 2)")
+    p.add_argument("--cg-steps", type=int, default=5, help="iMAML's conjugate-gradient iterations (default 5)")
+    p.add_argument("--inner-lr", type=float, default=None,
+                   help="inner SGD learning rate (default 0.4; Reptile and iMAML 0.1)")
     p.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-iteration (default 32)")
     p.add_argument("--iters", type=int, default=3000, help="meta-iterations (default 3000, about 30 min on 2 cores)")
     p.add_argument("--eval-steps", type=int, default=None,
@@ -78,34 +90,46 @@ def parse_args():
                         "batched pass; the meta-gradient is the same")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args()
-    reptile = args.algo == "reptile"
     args.query = args.shot if args.query is None else args.query
-    args.inner_steps = (5 if reptile else 1) if args.inner_steps is None else args.inner_steps
-    args.inner_lr = (0.1 if reptile else 0.4) if args.inner_lr is None else args.inner_lr
-    args.eval_steps = (args.inner_steps if reptile else 3) if args.eval_steps is None else args.eval_steps
+    args.inner_steps = (5 if args.algo in ("reptile", "imaml") else 1) if args.inner_steps is None else args.inner_steps
+    args.inner_lr = (0.1 if args.algo in ("reptile", "imaml") else 0.4) if args.inner_lr is None else args.inner_lr
+    if args.eval_steps is None:
+        args.eval_steps = args.inner_steps if args.algo in ("reptile", "imaml") else 3
+    if args.lam <= 0:
+        p.error(f"--lam must be positive, got {args.lam}")
     for name in ("way", "shot", "query", "eval_query", "inner_steps", "eval_steps", "meta_batch", "eval_tasks",
-                 "val_every", "val_tasks"):
+                 "val_every", "val_tasks", "cg_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return args
 
 
-def accuracy_after_adaptation(model, tasks, args):
+def adaptation(learner, args):
+    """evaluate's inner_lr and proximal arguments: how the learner adapts at test time."""
+    if isinstance(learner, MetaSGD):
+        return {"inner_lr": {name: rate.detach() for name, rate in learner.inner_lr.items()}, "proximal": 0.0}
+    return {"inner_lr": args.inner_lr, "proximal": args.lam if isinstance(learner, IMAML) else 0.0}
+
+
+def accuracy_after_adaptation(learner, tasks, args):
     """Mean and 95% CI of query accuracy after args.eval_steps steps, batch norm as args.batch_norm says."""
     if args.batch_norm == "transductive":
-        result = evaluate(model, tasks, cross_entropy, args.inner_lr, steps=[args.eval_steps], metric=accuracy)
+        result = evaluate(learner.model, tasks, cross_entropy, steps=[args.eval_steps], metric=accuracy,
+                          **adaptation(learner, args))
         return result["metric"][args.eval_steps]
-    return _non_transductive_accuracy(model, tasks, args)
+    return _non_transductive_accuracy(learner, tasks, args)
 
 
-def _non_transductive_accuracy(model, tasks, args):
+def _non_transductive_accuracy(learner, tasks, args):
     """Batch norm in evaluation mode with running statistics of momentum 1 (see main): a
     forward pass over the adapted support set stores its statistics, the query set uses them."""
+    model, how = learner.model, adaptation(learner, args)
     batch_norms = [m for m in model._modules.values() if isinstance(m, nn.BatchNorm2d)]
+    phi = model.parameters_dict()
     scores = []
     for task in tasks:
-        theta = adapt(model, fresh_leaves(model.parameters_dict()), task.support, cross_entropy, args.eval_steps,
-                      args.inner_lr, create_graph=False)
+        theta = proximal_adapt(model, phi, fresh_leaves(phi), task.support, cross_entropy, args.eval_steps,
+                               how["inner_lr"], how["proximal"], create_graph=False)
         with no_grad():
             model(task.support.inputs, params=theta)      # stores the support statistics
             for bn in batch_norms:
@@ -122,6 +146,11 @@ def make_learner(args, model, rng):
     if args.algo == "reptile":
         return Reptile(model, args.inner_lr, args.inner_steps, inner_batch=args.way * args.shot, outer_lr=1.0,
                        loss_fn=cross_entropy, rng=rng, vectorize=vectorize)
+    if args.algo == "metasgd":
+        return MetaSGD(model, args.inner_lr, args.inner_steps, loss_fn=cross_entropy, vectorize=vectorize)
+    if args.algo == "imaml":
+        return IMAML(model, args.inner_lr, args.inner_steps, args.lam, cg_steps=args.cg_steps, loss_fn=cross_entropy,
+                     vectorize=vectorize)
     return MAML(model, args.inner_lr, args.inner_steps, first_order=args.algo == "fomaml", loss_fn=cross_entropy,
                 vectorize=vectorize)
 
@@ -173,22 +202,22 @@ def main():
                             track_running_stats=support_stats, bn_momentum=1.0 if support_stats else 0.1)
     model.to(args.device)
     learner = make_learner(args, model, np.random.default_rng([args.seed, 5]))
-    optimizer = Adam(model.parameters_dict(), lr=1e-3)
+    optimizer = Adam(learner.parameters_dict(), lr=1e-3)
     history_file = args.out / "history.json"
     history = json.loads(history_file.read_text()) if args.resume and history_file.exists() else []
     best = max((h["validation"][0] for h in history), default=-1.0)
 
     def on_eval(iteration):
         nonlocal best
-        train_acc = accuracy_after_adaptation(model, watch_train, args)
-        val_acc = accuracy_after_adaptation(model, val_tasks, args)
+        train_acc = accuracy_after_adaptation(learner, watch_train, args)
+        val_acc = accuracy_after_adaptation(learner, val_tasks, args)
         history.append({"iteration": iteration, "train": [train_acc.mean, train_acc.ci95],
                         "validation": [val_acc.mean, val_acc.ci95]})
         history_file.write_text(json.dumps(history))
         note = ""
         if val_acc.mean > best:
             best = val_acc.mean
-            model.save(args.out / "best.npz")
+            np.savez(args.out / "best.npz", **learner.state_dict())   # Meta-SGD's rates included
             note = " (best so far, saved)"
         return f"iteration {iteration}: train accuracy {train_acc}, validation accuracy {val_acc}{note}"
 
@@ -205,8 +234,9 @@ def main():
     if not processes.is_root:
         return
 
-    model.load(args.out / "best.npz")
-    test = accuracy_after_adaptation(model, test_tasks, args)
+    with np.load(args.out / "best.npz") as best_state:
+        learner.load_state_dict({name: best_state[name] for name in best_state.files})
+    test = accuracy_after_adaptation(learner, test_tasks, args)
     best_iteration = max(history, key=lambda h: h["validation"][0])["iteration"]
     report = "\n".join([
         f"Omniglot {args.way}-way {args.shot}-shot, {args.algo}, {args.split} split, seed {args.seed}",
@@ -214,6 +244,8 @@ def main():
         "| setting | value |", "|---|---|",
         f"| meta-iterations | {args.iters} (best validation at {best_iteration}) |",
         f"| meta-batch, inner steps, inner lr | {args.meta_batch}, {args.inner_steps}, {args.inner_lr} |",
+        *([f"| iMAML lambda, conjugate-gradient iterations | {args.lam}, {args.cg_steps} |"] if args.algo == "imaml"
+          else []),
         f"| network | 4 x [conv 3x3 64, batch norm, ReLU], {args.downsample} downsampling, linear |",
         f"| batch norm at test | {args.batch_norm} |",
         f"| training wall time (this run) | {train_seconds / 60:.1f} min |",

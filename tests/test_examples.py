@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +26,12 @@ def test_autodiff_tour_checks_every_derivative_it_prints():
     assert "third derivatives agree" in out
 
 
-def test_sine_example_trains_all_four_and_writes_table_and_figure(tmp_path):
+def test_sine_example_trains_all_six_and_writes_table_and_figure(tmp_path):
     pytest.importorskip("matplotlib")
     out = run("sine_maml.py", "--iters", 30, "--eval-tasks", 20, "--out", tmp_path, "--no-progress")
-    for label in ("MAML", "first-order MAML", "Reptile", "pre-training"):
+    for label in ("MAML", "first-order MAML", "Reptile", "Meta-SGD", "iMAML", "pre-training"):
         assert f"| {label} | 30 |" in out
+    assert "| Meta-SGD | 30 | " in out and "| learned rates |" in out
     assert (tmp_path / "sine.png").stat().st_size > 10_000
     assert "MSE after 10 steps" in (tmp_path / "results.md").read_text()
 
@@ -49,3 +51,15 @@ def test_omniglot_example_on_the_shared_subset(tmp_path, shared_dir):
               "--algo", "fomaml", "--batch-norm", "support-stats", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert "test accuracy" in out
     assert (tmp_path / "curves.png").exists() and (tmp_path / "best.npz").exists()
+
+
+@pytest.mark.parametrize("algo", ["metasgd", "imaml"])
+def test_omniglot_example_with_learned_rates_or_implicit_gradients(tmp_path, shared_dir, algo):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    out = run("omniglot.py", "--data", shared_dir / "data" / "omniglot", "--iters", 2, "--meta-batch", 2,
+              "--inner-steps", 2, "--eval-steps", 2, "--val-every", 2, "--val-tasks", 2, "--eval-tasks", 3,
+              "--out", tmp_path, "--no-progress", "--algo", algo, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert "test accuracy" in out
+    with np.load(tmp_path / "best.npz") as best:
+        assert ("inner_lr.0.weight" in best.files) == (algo == "metasgd")   # learned rates are kept with phi

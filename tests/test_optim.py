@@ -63,6 +63,19 @@ def test_sgd_step_returns_new_differentiable_tensors():
     assert tm.grad(new["p"].sum(), p).item() == pytest.approx(1 - 0.2 * 2.0)
 
 
+def test_sgd_step_with_per_parameter_rates_is_differentiable_in_the_rates():
+    p, q = param([2.0, 3.0]), param([1.0])
+    rates = {"p": param([0.1, 0.5]), "q": param(0.2)}   # elementwise for p, one scalar for q
+    new = sgd_step({"p": p, "q": q}, [p * p, q], lr=rates)
+    np.testing.assert_allclose(new["p"].data, [2.0 - 0.1 * 4.0, 3.0 - 0.5 * 9.0])
+    np.testing.assert_allclose(new["q"].data, [1.0 - 0.2 * 1.0])
+    d_rate_p, d_rate_q = tm.grad(new["p"].sum() + new["q"].sum(), [rates["p"], rates["q"]])
+    np.testing.assert_allclose(d_rate_p.data, [-4.0, -9.0])   # d(p - a g)/da = -g
+    np.testing.assert_allclose(d_rate_q.data, -1.0)
+    with pytest.raises(KeyError, match=r"sgd_step: no learning rate for parameters \['q'\]"):
+        sgd_step({"p": p, "q": q}, [p, q], lr={"p": rates["p"]})
+
+
 @pytest.mark.parametrize("make_optimizer", [lambda ps: SGD(ps, lr=0.5, momentum=0.9),
                                             lambda ps: Adam(ps, lr=0.05)], ids=["sgd", "adam"])
 def test_training_lowers_the_loss_on_a_separable_problem(make_optimizer):

@@ -17,11 +17,20 @@ from .tensor import Tensor
 
 
 def sgd_step(params, grads, lr):
-    """{name: p - lr * g}: one plain gradient step as new tensors (never in place)."""
+    """{name: p - lr * g}: one plain gradient step as new tensors (never in place).
+
+    lr is one number, or a dict of per-parameter rates {name: rate} whose shapes
+    broadcast against the parameters (Meta-SGD's learned rates, elementwise or one per tensor).
+    """
     if len(params) != len(grads):
         raise ValueError(f"sgd_step: {len(params)} parameters but {len(grads)} gradients")
-    # p + (-lr) g is p - lr g to the last bit, in two graph nodes where sub would take three
-    return OrderedDict((name, p + (-lr) * g) for (name, p), g in zip(params.items(), grads))
+    if not isinstance(lr, dict):
+        # p + (-lr) g is p - lr g to the last bit, in two graph nodes where sub would take three
+        return OrderedDict((name, p + (-lr) * g) for (name, p), g in zip(params.items(), grads))
+    missing = [name for name in params if name not in lr]
+    if missing:
+        raise KeyError(f"sgd_step: no learning rate for parameters {missing}")
+    return OrderedDict((name, p - lr[name] * g) for (name, p), g in zip(params.items(), grads))
 
 
 class Optimizer:

@@ -1,6 +1,7 @@
 """Checkpoints a meta-training run can resume from.
 
-One .npz file holds the model's parameters and buffers, the optimizer's state,
+One .npz file holds what the learner trains (the model's parameters and
+buffers; Meta-SGD's learned rates too), the optimizer's state,
 the iteration reached, the run's configuration and the state of its random
 generator, so that a resumed run draws the same tasks an uninterrupted one
 would have. It is written to a temporary file and renamed, so an interrupted
@@ -16,6 +17,7 @@ from ..backend import to_numpy
 
 
 def save_checkpoint(path, model, optimizer, iteration, rng, config=None):
+    """`model`: a Module or a meta-learner, anything with state_dict() and load_state_dict()."""
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
     optim = optimizer.state_dict()
     for param, state in optim["state"].items():

@@ -101,10 +101,10 @@ class SingleProcess:
     def meta_gradients(self, learner, tasks):
         return learner.meta_gradients(tasks)
 
-    def synchronise(self, model, optimizer, rng, iteration):
+    def synchronise(self, learner, optimizer, rng, iteration):
         return iteration
 
-    def check_agreement(self, model, iteration):
+    def check_agreement(self, learner, iteration):
         pass
 
 
@@ -124,7 +124,7 @@ class MPICommunicator:
 
     def meta_gradients(self, learner, tasks):
         """(meta-loss, {name: meta-gradient}) of the whole meta-batch; this rank adapts only its share."""
-        params = learner.model.parameters_dict()
+        params = learner.parameters_dict()
         share = tasks[share_of(len(tasks), self.rank, self.size)]
         dtype = np.result_type(*(p.dtype for p in params.values()))
         flat = np.zeros(1 + sum(p.data.size for p in params.values()), dtype=dtype)  # [loss, grads...]
@@ -138,22 +138,22 @@ class MPICommunicator:
         total /= len(tasks)
         return float(total[0]), _unflatten(total[1:], params)
 
-    def synchronise(self, model, optimizer, rng, iteration):
+    def synchronise(self, learner, optimizer, rng, iteration):
         """Rank 0's parameters, buffers, optimizer state, generator state and iteration, on every rank."""
-        mine = (model.state_dict(), optimizer.state_dict(), rng.bit_generator.state, iteration)
-        model_state, optimizer_state, rng_state, iteration = self.broadcast(mine if self.is_root else None)
+        mine = (learner.state_dict(), optimizer.state_dict(), rng.bit_generator.state, iteration)
+        learner_state, optimizer_state, rng_state, iteration = self.broadcast(mine if self.is_root else None)
         if not self.is_root:
-            model.load_state_dict(model_state)
+            learner.load_state_dict(learner_state)
             optimizer.load_state_dict(optimizer_state)
             rng.bit_generator.state = rng_state
         return iteration
 
-    def check_agreement(self, model, iteration):
+    def check_agreement(self, learner, iteration):
         """Every check_every iterations: all ranks must hold bit-identical parameters (rank 0 raises)."""
         if iteration % self.check_every:
             return
         checksum = 0
-        for p in model.parameters():
+        for p in learner.parameters_dict().values():
             checksum = zlib.crc32(np.ascontiguousarray(to_numpy(p.data)), checksum)
         checksums = self.comm.allgather(checksum)
         drifted = [rank for rank, c in enumerate(checksums) if c != checksums[0]]

@@ -1,9 +1,12 @@
 """Few-shot evaluation: how good is phi after k steps of training on a new task?
 
 For each test task, adapt phi on its support set with plain SGD and score the
-query set after each number of steps asked for (0 = phi itself). Results are
-the mean over tasks and the half-width of a 95% confidence interval,
-1.96 * std / sqrt(number of tasks).
+query set after each number of steps asked for (0 = phi itself). The step is
+the one the learner meta-trained with: inner_lr is a number, or Meta-SGD's
+learned per-parameter rates; proximal = lambda > 0 adds iMAML's pull
+lambda (theta - phi) toward the initialisation. Results are the mean over
+tasks and the half-width of a 95% confidence interval, 1.96 * std / sqrt(number
+of tasks).
 
 Tasks of equal sizes are adapted `task_batch` at a time in one batched pass
 (a task axis on the parameters, as MAML's vectorize=True); the per-task loop,
@@ -16,7 +19,8 @@ import numpy as np
 from ..data.task import stack_tasks
 from ..grad_mode import no_grad
 from ..tensor import Tensor
-from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
+from .adapt import fresh_leaves, per_task_copies, summed_over_tasks
+from .imaml import proximal_adapt
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ def estimate(values):
     return Estimate(float(values.mean()), float(half_width))
 
 
-def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, params=None, task_batch=32):
+def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, params=None, proximal=0.0,
+             task_batch=32):
     """{"loss": {k: Estimate}, and "metric": {k: Estimate} when `metric(prediction, targets)` is given}."""
     steps = sorted(set(steps))
     if not tasks:
@@ -50,13 +55,14 @@ def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, par
     equal_sizes = len({(t.support.inputs.shape, t.query.inputs.shape) for t in tasks}) == 1
     if equal_sizes:
         for start in range(0, len(tasks), task_batch):
-            _scores_stacked(model, tasks[start:start + task_batch], phi, loss_fn, inner_lr, steps, metric, scores)
+            _scores_stacked(model, tasks[start:start + task_batch], phi, loss_fn, inner_lr, proximal, steps, metric,
+                            scores)
     else:
-        _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, steps, metric, scores)
+        _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores)
     return {kind: {k: estimate(v) for k, v in per_step.items()} for kind, per_step in scores.items()}
 
 
-def _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, steps, metric, scores):
+def _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores):
     """Adapt and score each task in turn, appending to scores[kind][k]."""
     for task in tasks:
         theta = fresh_leaves(phi)
@@ -66,13 +72,15 @@ def _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, steps, metric, scor
                     prediction = model(task.query.inputs, params=theta)
                 _record(scores, k, loss_fn, metric, prediction, task.query.targets)
             if k < steps[-1]:
-                theta = fresh_leaves(adapt(model, theta, task.support, loss_fn, 1, inner_lr, create_graph=False))
+                theta = proximal_adapt(model, phi, theta, task.support, loss_fn, 1, inner_lr, proximal,
+                                       create_graph=False)
 
 
-def _scores_stacked(model, tasks, phi, loss_fn, inner_lr, steps, metric, scores):
+def _scores_stacked(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores):
     """The same for tasks of equal sizes, adapted together with one copy of phi per task."""
     batch = stack_tasks(tasks)
-    theta = fresh_leaves(per_task_copies(phi, len(tasks)))
+    copies = fresh_leaves(per_task_copies(phi, len(tasks)))
+    theta = copies
     summed_loss = summed_over_tasks(loss_fn, len(tasks))
     for k in range(steps[-1] + 1):
         if k in scores["loss"]:
@@ -81,7 +89,8 @@ def _scores_stacked(model, tasks, phi, loss_fn, inner_lr, steps, metric, scores)
             for prediction, targets in zip(predictions, batch.query.targets):
                 _record(scores, k, loss_fn, metric, Tensor(prediction), targets)
         if k < steps[-1]:
-            theta = fresh_leaves(adapt(model, theta, batch.support, summed_loss, 1, inner_lr, create_graph=False))
+            theta = proximal_adapt(model, copies, theta, batch.support, summed_loss, 1, inner_lr, proximal,
+                                   create_graph=False)
 
 
 def _record(scores, k, loss_fn, metric, prediction, targets):

@@ -1,8 +1,11 @@
 """What every meta-learner offers the training loop.
 
 A learner computes, for a meta-batch of tasks, its meta-loss and a "meta-gradient"
-for each parameter of the shared initialisation phi; one outer step hands those to
-an optimizer. MAML, first-order MAML, Reptile and pre-training differ only in
+for each tensor it trains; one outer step hands those to an optimizer. What it
+trains is the shared initialisation phi (the model's parameters) and, for
+Meta-SGD, the inner learning rates too: `parameters_dict()` names them all, the
+optimizer is built on it, and `state_dict()` is what a checkpoint saves. MAML,
+first-order MAML, Reptile, Meta-SGD, iMAML and pre-training differ only in
 `meta_gradients`.
 """
 
@@ -12,8 +15,22 @@ class MetaLearner:
         """(meta-loss as a float, {parameter name: gradient})."""
         raise NotImplementedError
 
+    def parameters_dict(self):
+        """{name: tensor} of everything the outer loop trains (here: phi, the model's parameters)."""
+        return self.model.parameters_dict()
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state)
+
     def meta_step(self, tasks, optimizer):
-        """One outer update of phi; returns the meta-loss measured before it."""
+        """One outer update; returns the meta-loss measured before it."""
         loss, grads = self.meta_gradients(tasks)
+        untrained = sorted(set(grads) - set(optimizer.params))
+        if untrained:
+            raise ValueError(f"{type(self).__name__}.meta_step: the optimizer does not hold {untrained}; "
+                             "build it on learner.parameters_dict()")
         optimizer.step(grads)
         return loss

@@ -63,8 +63,8 @@ class MAML(MetaLearner):
         return self.loss_fn(self.model(batch.query.inputs, params=theta), batch.query.targets)
 
     def meta_gradients(self, tasks):
-        """(meta-loss value, {name: dL/dphi}) for a meta-batch of tasks."""
-        phi = self.model.parameters_dict()
+        """(meta-loss value, {name: dL/dphi}) for a meta-batch of tasks (and dL/dalpha for Meta-SGD's rates)."""
+        trained = self.parameters_dict()
         loss = self.meta_loss(tasks)
-        grads = grad(loss, list(phi.values()))
-        return loss.item(), dict(zip(phi, grads))
+        grads = grad(loss, list(trained.values()))
+        return loss.item(), dict(zip(trained, grads))

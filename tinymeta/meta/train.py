@@ -31,8 +31,8 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
     processes = communicator if communicator is not None else SingleProcess()
     start = 0
     if processes.is_root and resume and checkpoint is not None and checkpoint.exists():
-        start, _ = load_checkpoint(checkpoint, learner.model, optimizer, rng)
-    start = processes.synchronise(learner.model, optimizer, rng, start)
+        start, _ = load_checkpoint(checkpoint, learner, optimizer, rng)
+    start = processes.synchronise(learner, optimizer, rng, start)
     history = []
     bar = _progress_bar(start, iterations, progress and processes.is_root, description)
     running = None
@@ -48,12 +48,12 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
         running = loss if running is None else 0.98 * running + 0.02 * loss
         bar.update(running)
         done = iteration + 1
-        processes.check_agreement(learner.model, done)
+        processes.check_agreement(learner, done)
         if processes.is_root and eval_every and (done % eval_every == 0 or done == iterations):
             if on_eval is not None:
                 bar.write(on_eval(done))
             if checkpoint is not None:
-                save_checkpoint(checkpoint, learner.model, optimizer, done, rng, config)
+                save_checkpoint(checkpoint, learner, optimizer, done, rng, config)
     bar.close()
     return history
 

@@ -1,0 +1,87 @@
+"""Conjugate gradient on systems whose solution is known."""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinymeta.solve import ConvergenceWarning, conjugate_gradient
+
+
+def spd_system(n, seed, condition=10.0):
+    """A = Q diag(eigenvalues) Q^T with eigenvalues in [1, condition], a known x, b = A x."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = q @ np.diag(np.linspace(1.0, condition, n)) @ q.T
+    x = rng.standard_normal(n)
+    return a, x, a @ x
+
+
+@given(n=st.integers(1, 30), seed=st.integers(0, 2**31), condition=st.floats(1.0, 1e3))
+def test_solves_a_symmetric_positive_definite_system_to_the_tolerance(n, seed, condition):
+    a, x, b = spd_system(n, seed, condition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        solution = conjugate_gradient(lambda v: a @ v, b, tol=1e-10, max_iter=5 * n)
+    assert solution.converged and solution.iterations <= 5 * n
+    true_residual = np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b)
+    assert true_residual <= 1e-9     # the recurrence's residual tracks the true one
+    np.testing.assert_allclose(solution.x, x, atol=1e-7 * condition * np.linalg.norm(x))
+
+
+def test_stops_as_soon_as_the_residual_is_below_the_tolerance():
+    a, _, b = spd_system(40, 0, condition=100.0)
+    loose = conjugate_gradient(lambda v: a @ v, b, tol=1e-2)
+    tight = conjugate_gradient(lambda v: a @ v, b, tol=1e-10)
+    assert loose.iterations < tight.iterations
+    assert 1e-10 < loose.residual <= 1e-2
+    products = []
+    conjugate_gradient(lambda v: products.append(1) or a @ v, b, tol=1e-2)
+    assert len(products) == loose.iterations
+
+
+def test_exact_in_n_steps_for_few_distinct_eigenvalues():
+    """CG's defining property: with k distinct eigenvalues it is exact after k products."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    a = q @ np.diag(np.repeat([1.0, 4.0, 9.0], [7, 7, 6])) @ q.T
+    b = rng.standard_normal(20)
+    solution = conjugate_gradient(lambda v: a @ v, b, tol=1e-10)
+    assert solution.iterations == 3
+    np.testing.assert_allclose(a @ solution.x, b, atol=1e-9)
+
+
+def test_warns_when_the_allowed_iterations_are_not_enough():
+    a, x, b = spd_system(50, 2, condition=1e4)
+    with pytest.warns(ConvergenceWarning, match="residual stayed above tol .* for all 3 iterations"):
+        solution = conjugate_gradient(lambda v: a @ v, b, tol=1e-8, max_iter=3)
+    assert not solution.converged and solution.iterations == 3 and solution.residual > 1e-8
+    # still the best it could do: closer to x than the starting point 0
+    assert np.linalg.norm(solution.x - x) < np.linalg.norm(x)
+
+
+def test_warns_on_a_matrix_that_is_not_positive_definite():
+    a = np.diag([1.0, -1.0])
+    with pytest.warns(ConvergenceWarning, match="not positive definite"):
+        solution = conjugate_gradient(lambda v: a @ v, np.array([1.0, 1.0]))
+    assert not solution.converged
+
+
+def test_zero_right_hand_side_gives_zero_without_a_product():
+    solution = conjugate_gradient(lambda v: pytest.fail("no product needed"), np.zeros(4))
+    assert solution.converged and solution.iterations == 0 and not solution.x.any()
+
+
+@pytest.mark.parametrize("b, kwargs, message", [
+    (np.ones((2, 2)), {}, r"b must be a 1-D array, got shape \(2, 2\)"),
+    (np.ones(2), {"tol": 0.0}, "tol must be positive"),
+    (np.ones(2), {"max_iter": 0}, "max_iter must be at least 1")])
+def test_bad_arguments_are_refused(b, kwargs, message):
+    with pytest.raises(ValueError, match=f"conjugate_gradient: {message}"):
+        conjugate_gradient(lambda v: v, b, **kwargs)
+
+
+def test_a_matvec_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"matvec returned shape \(3,\) for a vector of shape \(2,\)"):
+        conjugate_gradient(lambda v: np.ones(3), np.ones(2))
