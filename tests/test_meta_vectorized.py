@@ -85,3 +85,15 @@ def test_evaluate_adapts_equal_tasks_in_batches_with_the_loops_results():
             five = (looped[kind][k].mean * 6 - alone[kind][k].mean) / 5
             assert batched[kind][k].mean == pytest.approx(five, rel=1e-10, abs=1e-12)
     assert batched["loss"][2].mean < batched["loss"][0].mean  # adaptation helps on the support's classes
+
+
+def test_evaluate_in_batches_with_learned_rates_and_a_proximal_pull_equals_the_loop():
+    model, tasks = small_cnn("maxpool"), conv_tasks(3, seed=5)
+    rng = np.random.default_rng(6)
+    rates = {name: tm.tensor(0.1 + 0.05 * rng.random(p.shape)) for name, p in model.parameters_dict().items()}
+    batched = evaluate(model, tasks, cross_entropy, rates, steps=(2,), proximal=3.0)
+    mixed = tasks + conv_tasks(1, seed=7, query=1)
+    looped = evaluate(model, mixed, cross_entropy, rates, steps=(2,), proximal=3.0)
+    alone = evaluate(model, mixed[-1:], cross_entropy, rates, steps=(2,), proximal=3.0)
+    three = (looped["loss"][2].mean * 4 - alone["loss"][2].mean) / 3
+    assert batched["loss"][2].mean == pytest.approx(three, rel=1e-10)

@@ -43,9 +43,14 @@ def proximal_adapt(model, phi, theta, support, loss_fn, steps, lr, lam, create_g
     for _ in range(steps):
         stepped = adapt(model, theta, support, loss_fn, 1, lr, create_graph)
         if lam:
-            stepped = {name: stepped[name] - (lr * lam) * (theta[name] - phi[name]) for name in stepped}
+            stepped = {name: stepped[name] - (_rate(lr, name) * lam) * (theta[name] - phi[name]) for name in stepped}
         theta = stepped if create_graph else fresh_leaves(stepped)
     return theta
+
+
+def _rate(lr, name):
+    """The step size of parameter `name`: lr itself, or its entry when lr holds one rate per parameter."""
+    return lr[name] if isinstance(lr, dict) else lr
 
 
 class IMAML(MetaLearner):
