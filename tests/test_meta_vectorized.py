@@ -7,7 +7,7 @@ import pytest
 import tinymeta as tm
 from tinymeta import nn
 from tinymeta.data import Examples, Task
-from tinymeta.meta import MAML, Reptile, evaluate
+from tinymeta.meta import MAML, MetaSGD, Reptile, evaluate
 from tinymeta.nn.functional import accuracy, cross_entropy
 
 WAY, SIZE = 3, 16
@@ -97,3 +97,13 @@ def test_evaluate_in_batches_with_learned_rates_and_a_proximal_pull_equals_the_l
     alone = evaluate(model, mixed[-1:], cross_entropy, rates, steps=(2,), proximal=3.0)
     three = (looped["loss"][2].mean * 4 - alone["loss"][2].mean) / 3
     assert batched["loss"][2].mean == pytest.approx(three, rel=1e-10)
+
+
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_vectorized_meta_sgd_on_a_conv_net_equals_the_per_task_loop(per_layer):
+    model, tasks = small_cnn("stride"), conv_tasks(3, seed=8)
+    results = [MetaSGD(model, 0.3, 1, per_layer=per_layer, loss_fn=cross_entropy,
+                       vectorize=vectorize).meta_gradients(tasks) for vectorize in (False, True)]
+    (loop_loss, loop), (batched_loss, batched) = results
+    assert batched_loss == pytest.approx(loop_loss, rel=1e-12)
+    assert set(batched) == set(loop) and relative_error(batched, loop) <= 1e-10
