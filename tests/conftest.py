@@ -1,4 +1,10 @@
-"""Shared test settings: hypothesis without deadlines (numba compiles on first call)."""
+"""Shared test settings: hypothesis without deadlines (numba compiles on first call).
+
+HYPOTHESIS_PROFILE selects the profile: "tinymeta" (the default) draws new examples
+each run, which keeps finding new cases on developers' machines; "ci" (.ci/run) is
+derandomized, so a CI run passes or fails the same way every time.
+"""
+import os
 from pathlib import Path
 
 import pytest
@@ -6,7 +12,8 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile("tinymeta", deadline=None, max_examples=15,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("tinymeta")
+settings.register_profile("ci", settings.get_profile("tinymeta"), derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tinymeta"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -1,9 +1,11 @@
 """The examples run end to end (tiny budgets): what a newcomer types first must work."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +28,18 @@ def test_autodiff_tour_checks_every_derivative_it_prints():
 def test_sine_example_trains_all_four_and_writes_table_and_figure(tmp_path):
     pytest.importorskip("matplotlib")
     out = run("sine_maml.py", "--iters", 30, "--eval-tasks", 20, "--out", tmp_path, "--no-progress")
+    table = (tmp_path / "results.md").read_text()
+    assert table.strip() in out
+    rows = {}
     for label in ("MAML", "first-order MAML", "Reptile", "pre-training"):
-        assert f"| {label} | 30 |" in out
+        (row,) = re.findall(rf"^\| {label} \| 30 \| \d+ s \| (.*) \|$", table, re.MULTILINE)
+        rows[label] = [tuple(map(float, cell.split(" ± "))) for cell in row.split(" | ")]
+    for label, cells in rows.items():
+        (mse0, ci0), (mse1, _), (mse10, _) = cells
+        assert all(np.isfinite(cells).ravel()) and ci0 > 0, label
+        # SGD on each test task's support set lowers its query MSE, from any initialisation
+        assert mse10 < mse1 < mse0, label
     assert (tmp_path / "sine.png").stat().st_size > 10_000
-    assert "MSE after 10 steps" in (tmp_path / "results.md").read_text()
 
 
 def test_sine_example_rejects_zero_shots():

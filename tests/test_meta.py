@@ -6,7 +6,7 @@ import tinymeta as tm
 from tinymeta import nn
 from tinymeta.data import Examples, SineTasks, Task
 from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, meta_train
-from tinymeta.nn.functional import mse_loss
+from tinymeta.nn.functional import accuracy, cross_entropy, mse_loss
 from tinymeta.optim import SGD, Adam
 
 
@@ -94,6 +94,25 @@ def test_reptile_meta_step_is_phi_plus_epsilon_times_theta_minus_phi():
     for k, p in model.parameters_dict().items():
         expected = phi[k] + 0.4 * (np.mean([t[k].data for t in thetas], axis=0) - phi[k])
         np.testing.assert_allclose(p.data, expected, rtol=1e-12)
+
+
+def test_reptile_gradient_is_inner_lr_times_the_sum_of_the_inner_gradients():
+    """phi - theta_2 = alpha (g1 + g2), g1 the support gradient at phi, g2 at theta_1:
+    the lecture's picture of Reptile following g1 + g2."""
+    model = tiny_mlp()
+    (task,) = sine_tasks(1)
+    _, reptile_grads = Reptile(model, inner_lr=0.1, inner_steps=2, inner_batch=100, outer_lr=1.0).meta_gradients([task])
+    phi = model.parameters_dict()
+
+    def support_gradient(params):
+        return tm.grad(mse_loss(model(task.support.inputs, params=params), task.support.targets),
+                       list(params.values()))
+
+    g1 = support_gradient(phi)
+    theta1 = {k: tm.tensor(p.data - 0.1 * g.data, requires_grad=True) for (k, p), g in zip(phi.items(), g1)}
+    g2 = support_gradient(theta1)
+    for name, a, b in zip(phi, g1, g2):
+        np.testing.assert_allclose(reptile_grads[name], 0.1 * (a.data + b.data), rtol=1e-12, atol=1e-15)
 
 
 def test_vectorized_reptile_equals_the_per_task_loop():
@@ -194,6 +213,103 @@ def test_evaluate_reports_mean_and_confidence_interval():
                                                              2, 0.05, create_graph=False)), t.query.targets).item()
                  for t in tasks]
     assert result["loss"][2].mean == pytest.approx(np.mean(after_two), rel=1e-12)
+
+
+def classification_tasks(n, seed=0, way=3, shots=4):
+    """Gaussian blobs, one centre per class and task: labels 0..way-1, 2-d inputs."""
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for _ in range(n):
+        centres = rng.standard_normal((way, 2)) * 2
+
+        def examples():
+            labels = np.repeat(np.arange(way), shots)
+            return Examples(centres[labels] + rng.standard_normal((len(labels), 2)), labels)
+
+        tasks.append(Task(examples(), examples()))
+    return tasks
+
+
+def adapted_predictions(model, task, loss_fn, lr, steps):
+    params = adapt(model, model.parameters_dict(), task.support, loss_fn, steps, lr, create_graph=False)
+    return model(task.query.inputs, params=params)
+
+
+def test_evaluate_scores_the_metric_after_each_number_of_steps():
+    model = nn.Sequential(nn.Linear(2, 3, np.random.default_rng(1), dtype=np.float64))
+    tasks = classification_tasks(6)
+    result = evaluate(model, tasks, cross_entropy, inner_lr=0.5, steps=[0, 3], metric=accuracy)
+    for k in (0, 3):
+        scores = [accuracy(adapted_predictions(model, t, cross_entropy, 0.5, k), t.query.targets) for t in tasks]
+        losses = [cross_entropy(adapted_predictions(model, t, cross_entropy, 0.5, k), t.query.targets).item()
+                  for t in tasks]
+        assert result["metric"][k].mean == pytest.approx(np.mean(scores), rel=1e-12)
+        assert result["metric"][k].ci95 == pytest.approx(1.96 * np.std(scores, ddof=1) / np.sqrt(6), rel=1e-12)
+        assert result["loss"][k].mean == pytest.approx(np.mean(losses), rel=1e-12)
+    assert result["metric"][3].mean > result["metric"][0].mean  # three steps on the support set help
+
+
+def test_evaluate_passes_the_query_predictions_and_targets_to_the_metric():
+    model = tiny_mlp()
+    tasks = sine_tasks(4)
+
+    def max_abs_error(prediction, targets):
+        return float(np.max(np.abs(prediction.data - targets)))
+
+    result = evaluate(model, tasks, mse_loss, inner_lr=0.05, steps=[2], metric=max_abs_error)
+    expected = [max_abs_error(adapted_predictions(model, t, mse_loss, 0.05, 2), t.query.targets) for t in tasks]
+    assert list(result["metric"]) == [2]
+    assert result["metric"][2].mean == pytest.approx(np.mean(expected), rel=1e-12)
+    assert "metric" not in evaluate(model, tasks, mse_loss, inner_lr=0.05, steps=[2])
+
+
+def test_meta_train_sets_the_scheduled_learning_rate_before_each_step():
+    source = SineTasks(shots=5, queries=5, dtype=np.float64)
+    model, by_hand = tiny_mlp(), tiny_mlp()
+    schedule = {0: 0.3, 1: 0.05, 2: 0.2}
+    optimizer = SGD(model.parameters_dict(), lr=1.0)
+    meta_train(Pretrain(model), source, optimizer, 3, 2, np.random.default_rng(4), lr_schedule=schedule.get,
+               progress=False)
+    assert optimizer.lr == 0.2
+    rng = np.random.default_rng(4)
+    for iteration in range(3):
+        _, grads = Pretrain(by_hand).meta_gradients(source.sample(2, rng))
+        with tm.no_grad():
+            for name, p in by_hand.parameters_dict().items():
+                p.copy_(p.data - schedule[iteration] * grads[name].data)
+    for (name, a), (_, b) in zip(model.named_parameters(), by_hand.named_parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_meta_train_reports_progress_and_evaluations(progress, capsys):
+    pytest.importorskip("tqdm")
+    model = tiny_mlp()
+    history = meta_train(Pretrain(model), SineTasks(dtype=np.float64), SGD(model.parameters_dict(), lr=0.01), 4, 2,
+                         np.random.default_rng(0), eval_every=2, on_eval=lambda done: f"evaluated at {done}",
+                         progress=progress, description="pretrain demo")
+    out, err = capsys.readouterr()
+    assert [i for i, _ in history] == [0, 1, 2, 3]
+    assert "evaluated at 2" in out and "evaluated at 4" in out
+    if progress:  # tqdm's bar, on stderr: the description, the count and the running meta-loss
+        assert "pretrain demo" in err and "4/4" in err
+        running = history[0][1]
+        for _, loss in history[1:]:
+            running = 0.98 * running + 0.02 * loss
+        assert f"meta_loss={running:.4f}" in err
+    else:
+        assert err == ""
+
+
+@pytest.mark.parametrize("make", [
+    lambda model: MAML(model, 0.1), lambda model: MAML(model, 0.1, vectorize=True),
+    lambda model: MAML(model, 0.1, first_order=True), lambda model: Reptile(model, 0.1, 1, 5, 0.5),
+    lambda model: Reptile(model, 0.1, 1, 5, 0.5, vectorize=True), Pretrain], ids=[
+    "maml", "maml-vectorized", "fomaml", "reptile", "reptile-vectorized", "pretrain"])
+def test_an_empty_meta_batch_is_a_clear_error(make):
+    learner = make(tiny_mlp())
+    with pytest.raises(ValueError, match=f"{type(learner).__name__}: the meta-batch is empty"):
+        learner.meta_gradients([])
 
 
 @pytest.mark.parametrize("make, message", [

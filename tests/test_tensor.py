@@ -45,12 +45,45 @@ def test_numpy_scalars_on_the_left_use_tensor_operators():
     assert isinstance(y, tm.Tensor)
 
 
-def test_comparisons_return_boolean_tensors_without_grad():
-    x = tm.tensor(np.array([1.0, -1.0]), requires_grad=True)
-    mask = x > 0
-    assert mask.dtype == np.bool_ and not mask.requires_grad
-    np.testing.assert_array_equal(mask.data, [True, False])
-    np.testing.assert_array_equal((x == x).data, [True, True])
+@pytest.mark.parametrize("compare", [lambda a, b: a < b, lambda a, b: a <= b, lambda a, b: a > b,
+                                     lambda a, b: a >= b, lambda a, b: a == b, lambda a, b: a != b],
+                         ids=["<", "<=", ">", ">=", "==", "!="])
+def test_comparisons_return_boolean_tensors_without_grad(compare):
+    """Each comparison elementwise against numpy, with a tensor, a number and a broadcast row,
+    on values that are below, equal to and above the other operand."""
+    a = np.array([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]])
+    b = np.array([[1.0, 0.0, 3.0], [0.5, -3.0, -2.0]])
+    x = tm.tensor(a, requires_grad=True)
+    for other in (tm.tensor(b), 1.0, b[0]):
+        mask = compare(x, other)
+        assert mask.dtype == np.bool_ and not mask.requires_grad
+        plain = other.data if isinstance(other, tm.Tensor) else other
+        np.testing.assert_array_equal(mask.data, compare(a, plain))
+
+
+def test_tensor_dtype_argument_converts_any_data():
+    assert tm.tensor([1.5, 2.5], dtype=np.float64).dtype == np.float64
+    np.testing.assert_array_equal(tm.tensor([1.7, -2.7], dtype=np.int32).data, np.array([1, -2], np.int32))
+    from_array = tm.tensor(np.array([1, 2]), dtype=np.float32)
+    assert from_array.dtype == np.float32 and from_array.data.tolist() == [1.0, 2.0]
+    from_tensor = tm.tensor(tm.tensor(np.array([0.25])), dtype=np.float32)
+    assert from_tensor.dtype == np.float32 and from_tensor.item() == 0.25
+    assert tm.tensor(3, dtype=np.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_integer_operands_take_the_float_operand_dtype(dtype):
+    """An integer tensor meeting a float one becomes that float type (the gradient flows
+    to the float side only); two integer tensors stay integer."""
+    f = tm.tensor(np.array([0.5, -1.5], dtype=dtype), requires_grad=True)
+    i = tm.tensor(np.array([3, -2]))
+    for y, expected in ((f + i, [3.5, -3.5]), (i * f, [1.5, 3.0]), (i - f, [2.5, -0.5]), (f / i, [0.5 / 3, 0.75])):
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y.data, expected, rtol=1e-6)
+    (g,) = tm.grad(tm.sum(i * f), [f])
+    np.testing.assert_array_equal(g.data, [3.0, -2.0])
+    both = i * tm.tensor(np.array([2, 5]))
+    assert both.dtype.kind == "i" and both.data.tolist() == [6, -10]
 
 
 def test_random_constructors_need_a_generator_and_are_reproducible():
@@ -123,3 +156,9 @@ def test_zeros_like_and_ones_like_ignore_the_values():
 def test_an_operand_of_the_wrong_type_names_the_op():
     with pytest.raises(TypeError, match="add: expected a Tensor, number or array, got str"):
         tm.tensor([1.0]) + "a"
+
+
+@pytest.mark.parametrize("join", [tm.stack, tm.concatenate])
+def test_joining_no_tensors_is_an_error_naming_the_op(join):
+    with pytest.raises(ValueError, match=f"{join.__name__}: needs at least one tensor"):
+        join([])
