@@ -19,5 +19,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5"],
         "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
         "gpu": ["cupy>=13"],
+        # developer tools, not CI: mutation testing and coverage (tests/README.md)
+        "dev": ["mutmut>=3.3", "coverage>=7.10"],
     },
 )

@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script, *args, env=None):
+    """Run examples/script with this checkout's tinymeta first on the path (not another installed copy)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *map(str, args)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
+                            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path, **(env or {})})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

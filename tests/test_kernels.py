@@ -60,6 +60,18 @@ def test_conv2d_kernel_matches_reference(kernel, case, chunk):
     assert_close(actual, CONV_KERNELS[kernel](R, *case), x.dtype)
 
 
+@pytest.mark.parametrize("kernel", CONV_KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_kernel_matches_reference_on_a_batch_spanning_chunks(kernel, dtype):
+    """At the kernels' own chunk size: 12x12 images padded by 1 have over 144 grid columns
+    each, so this batch needs at least two chunks, the last one partly filled."""
+    n = conv2d.CHUNK_COLUMNS // 144 + 2
+    rng = np.random.default_rng(6)
+    x, w, grad_y = (rng.standard_normal(s).astype(dtype) for s in [(n, 2, 12, 12), (3, 2, 3, 3), (n, 3, 12, 12)])
+    case = (x, w, grad_y, 1, 1)
+    assert_close(CONV_KERNELS[kernel](K, *case), CONV_KERNELS[kernel](R, *case), dtype)
+
+
 @st.composite
 def pool_cases(draw):
     """(x, kernel, stride); x sometimes drawn from {0, 1, 2} to make ties common."""

@@ -33,7 +33,9 @@ class Fixed:
     params: dict = field(default_factory=dict)
 
     def __repr__(self):
-        return " ".join([" x ".join(map(str, self.shapes))] + [f"{k}={v}" for k, v in self.params.items()])
+        """A test id without spaces, e.g. (2,1,4)x(3,1) or (2,3,4)-axis=1-keepdims=True."""
+        text = "-".join(["x".join(map(str, self.shapes))] + [f"{k}={np.asarray(v).tolist()}" for k, v in self.params.items()])
+        return text.replace(" ", "")
 
 
 @dataclass
@@ -286,7 +288,7 @@ def test_gradients_first_and_second_order(case, data):
     _check_gradients(case, *_draw(case, data))
 
 
-FIXED = [pytest.param(case, fixed, id=f"{case.name}: {fixed}") for case in CASES for fixed in case.fixed]
+FIXED = [pytest.param(case, fixed, id=f"{case.name}-{fixed}") for case in CASES for fixed in case.fixed]
 
 
 def _fixed_inputs(case, fixed):
