@@ -128,11 +128,35 @@ def test_grad_outputs_weight_non_scalar_outputs():
     np.testing.assert_allclose(g.data, 2 * np.array([1.0, 2.0, 3.0]) * v)
 
 
-# --- errors a user can reach -----------------------------------------------
-def test_non_scalar_output_without_grad_outputs_is_an_error():
+def test_backward_weights_a_non_scalar_output_by_grad_output():
+    x = leaf([1.0, 2.0, 3.0])
+    (x * x).backward(tm.tensor(np.array([1.0, 0.5, -1.0])))
+    np.testing.assert_allclose(x.grad.data, [2.0, 2.0, -6.0])
+
+
+def test_backward_with_create_graph_leaves_differentiable_gradients():
+    x = leaf(2.0)
+    (x ** 3).backward(create_graph=True)
+    assert x.grad.requires_grad
+    assert tm.grad(x.grad, x).item() == pytest.approx(12.0)  # d(3x^2)/dx
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_backward_with_retain_graph_can_run_again(create_graph):
     x = leaf([1.0, 2.0])
-    with pytest.raises(ValueError, match=r"shape \(2,\).*only for scalar outputs.*grad_outputs"):
-        tm.grad(x * 2.0, x)
+    y = tm.sum(x * x)
+    y.backward(retain_graph=True, create_graph=create_graph)
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, [4.0, 8.0])
+
+
+# --- errors a user can reach -----------------------------------------------
+@pytest.mark.parametrize("name, call", [("grad", lambda y, x: tm.grad(y, x)), ("backward", lambda y, x: y.backward())])
+def test_non_scalar_output_without_grad_outputs_is_an_error(name, call):
+    x = leaf([1.0, 2.0])
+    with pytest.raises(ValueError, match=rf"^{name}: outputs\[0\] has shape \(2,\); gradients can be implied only "
+                                         "for scalar outputs, pass grad_outputs of that shape$"):
+        call(x * 2.0, x)
 
 
 def test_grad_outputs_of_wrong_shape_is_an_error():
@@ -169,8 +193,23 @@ def test_in_place_change_of_saved_tensor_makes_backward_raise():
     loss = tm.sum(w * w)
     with tm.no_grad():
         w.copy_(w * 0.5)
-    with pytest.raises(RuntimeError, match="modified in place after it was used"):
+    with pytest.raises(RuntimeError, match=r"mul: input \d \(shape \(2,\)\) was modified in place after it was "
+                                           "used; its backward would use the new values. Update it only after "
+                                           "the backward pass, or use a copy$"):
         loss.backward()
+
+
+def test_a_tensor_edited_before_it_was_used_is_not_a_conflict():
+    """Only edits after a node was recorded make its backward stale, even when other
+    tensors are edited later (the global edit count moves on)."""
+    w, other = leaf([1.0, 2.0]), leaf([0.0])
+    with tm.no_grad():
+        w.copy_(np.array([3.0, 4.0]))
+    loss = tm.sum(w * w)
+    with tm.no_grad():
+        other.copy_(np.array([1.0]))
+    loss.backward()
+    np.testing.assert_allclose(w.grad.data, [6.0, 8.0])
 
 
 def test_in_place_update_of_grad_requiring_tensor_needs_no_grad():

@@ -1,11 +1,15 @@
 """MAML, first-order MAML, Reptile and pre-training, checked against numbers."""
+import re
+import warnings
+
 import numpy as np
 import pytest
 
 import tinymeta as tm
 from tinymeta import nn
 from tinymeta.data import Examples, SineTasks, Task
-from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, meta_train
+from tinymeta.data.task import stack_tasks
+from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, load_checkpoint, meta_train, save_checkpoint
 from tinymeta.nn.functional import accuracy, cross_entropy, mse_loss
 from tinymeta.optim import SGD, Adam
 
@@ -329,3 +333,130 @@ def test_a_non_finite_meta_loss_stops_training_with_advice():
     with pytest.raises(FloatingPointError, match="lower the inner or outer learning rate"):
         meta_train(MAML(model, inner_lr=1e6, inner_steps=3), SineTasks(), SGD(model.parameters_dict(), lr=1e6),
                    20, 4, np.random.default_rng(0), progress=False)
+
+
+# --- Reptile's inner minibatches ------------------------------------------------
+def test_reptile_minibatches_follow_its_generator_and_keep_every_column():
+    """Minibatches walk through fresh permutations drawn from the learner's generator."""
+    support = Examples(np.arange(12.0).reshape(6, 2), np.arange(6.0).reshape(6, 1) * 10)
+    batches = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=4, outer_lr=0.5,
+                      rng=np.random.default_rng(5))._minibatches(support)
+    rng = np.random.default_rng(5)
+    order = np.concatenate([rng.permutation(6), rng.permutation(6)])
+    for batch, picks in zip(batches, (order[:4], order[4:8])):
+        np.testing.assert_array_equal(batch.inputs, support.inputs[picks])
+        np.testing.assert_array_equal(batch.targets, support.targets[picks])
+
+
+def test_reptile_without_a_generator_is_reproducible_and_allows_batches_of_one():
+    support = Examples(np.arange(5.0).reshape(5, 1), np.arange(5.0).reshape(5, 1))
+    first, second = (Reptile(tiny_mlp(), 0.05, inner_steps=3, inner_batch=1, outer_lr=0.5)._minibatches(support)
+                     for _ in range(2))
+    for a, b in zip(first, second):
+        assert a.inputs.shape == (1, 1)
+        np.testing.assert_array_equal(a.inputs, b.inputs)
+
+
+def test_vectorized_reptile_draws_minibatches_along_the_example_axis():
+    """Stacked tasks carry the task axis first: a minibatch keeps every task and picks examples."""
+    tasks = sine_tasks(3, shots=6)
+    stacked = stack_tasks(tasks).support
+    batches = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=4, outer_lr=0.5, rng=np.random.default_rng(1),
+                      vectorize=True)._minibatches(stacked)
+    order = np.random.default_rng(1).permutation(6)
+    assert batches[0].inputs.shape == (3, 4, 1) and batches[0].targets.shape == (3, 4, 1)
+    np.testing.assert_array_equal(batches[0].inputs, stacked.inputs[:, order[:4]])
+    np.testing.assert_array_equal(batches[0].targets, stacked.targets[:, order[:4]])
+
+
+# --- evaluate: arguments and the estimate's edge cases -----------------------------
+def test_evaluate_uses_the_parameters_it_is_given():
+    model, other = tiny_mlp(seed=0), tiny_mlp(seed=1)
+    tasks = sine_tasks(3)
+    result = evaluate(model, tasks, mse_loss, inner_lr=0.05, steps=[0], params=other.parameters_dict())
+    assert result["loss"][0].mean == pytest.approx(evaluate(other, tasks, mse_loss, 0.05, steps=[0])["loss"][0].mean)
+
+
+def test_evaluate_on_one_task_has_no_confidence_interval_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluate(tiny_mlp(), sine_tasks(1), mse_loss, inner_lr=0.05, steps=[0])
+    assert np.isnan(result["loss"][0].ci95)
+    assert np.isfinite(evaluate(tiny_mlp(), sine_tasks(2), mse_loss, 0.05, steps=[0])["loss"][0].ci95)
+
+
+def test_evaluate_averages_metric_values_in_float64():
+    values = iter([np.float32(1e8), np.float32(1.0), np.float32(-1e8)])
+    result = evaluate(tiny_mlp(), sine_tasks(3), mse_loss, 0.05, steps=[0], metric=lambda p, t: next(values))
+    assert result["metric"][0].mean == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("tasks, steps, message", [
+    ([], [0], "evaluate: no tasks to evaluate on"),
+    (None, [-1, 2], r"evaluate: step counts must be non-negative, got \[-1, 2\]")])
+def test_evaluate_refuses_nothing_to_do(tasks, steps, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        evaluate(tiny_mlp(), sine_tasks(2) if tasks is None else tasks, mse_loss, 0.05, steps=steps)
+
+
+# --- meta_train's arguments -------------------------------------------------------
+def pretrain_run(model=None, **kwargs):
+    model = model or tiny_mlp()
+    return meta_train(Pretrain(model), SineTasks(dtype=np.float64), SGD(model.parameters_dict(), lr=0.01),
+                      rng=np.random.default_rng(0), **kwargs)
+
+
+@pytest.mark.parametrize("iterations, meta_batch", [(3, 0), (-1, 2)])
+def test_meta_train_refuses_bad_budgets(iterations, meta_batch):
+    with pytest.raises(ValueError, match=rf"^meta_train: meta_batch \({meta_batch}\) must be positive and "
+                                         rf"iterations \({iterations}\) non-negative$"):
+        pretrain_run(iterations=iterations, meta_batch=meta_batch, progress=False)
+
+
+def test_meta_train_accepts_the_smallest_budgets():
+    assert pretrain_run(iterations=0, meta_batch=1, progress=False) == []
+    assert [i for i, _ in pretrain_run(iterations=2, meta_batch=1, progress=False)] == [0, 1]
+
+
+def test_meta_train_writes_checkpoints_only_when_asked_and_resumes_only_when_asked(tmp_path):
+    path = tmp_path / "run" / "ckpt.npz"
+    calls = []
+    pretrain_run(iterations=2, meta_batch=2, checkpoint=path, on_eval=calls.append, progress=False)
+    assert not path.exists() and calls == []  # eval_every=0: no evaluations, no checkpoints
+    pretrain_run(iterations=2, meta_batch=2, checkpoint=path, eval_every=2, progress=False)
+    assert path.exists()
+    assert [i for i, _ in pretrain_run(iterations=3, meta_batch=2, checkpoint=path, progress=False)] == [0, 1, 2]
+    assert [i for i, _ in pretrain_run(iterations=3, meta_batch=2, checkpoint=path, resume=True,
+                                       progress=False)] == [2]
+    assert [i for i, _ in pretrain_run(iterations=1, meta_batch=2, resume=True, progress=False)] == [0]
+
+
+def test_meta_train_shows_a_bar_by_default(capsys):
+    pytest.importorskip("tqdm")
+    pretrain_run(iterations=3, meta_batch=2)
+    err = capsys.readouterr().err
+    assert re.search(r"(^|\r)100%\|.*\| 3/3 ", err)  # no description unless one is given
+    assert re.findall(r"(\d+)/3", err)[-1] == "3"
+
+
+# --- checkpoints ------------------------------------------------------------------
+def test_checkpoint_round_trip_of_config_nested_folders_and_slashed_names(tmp_path):
+    model, restored = tiny_mlp(seed=0), tiny_mlp(seed=1)
+    optimizer = Adam({"enc/w": model.parameters_dict()["0.weight"]}, lr=0.1)
+    optimizer.step({"enc/w": np.ones((1, 4))})
+    path = tmp_path / "a" / "b" / "c.npz"
+    save_checkpoint(path, model, optimizer, 7, np.random.default_rng(3), config={"way": 5})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["c.npz"]  # the temporary file is gone
+    other = Adam({"enc/w": restored.parameters_dict()["0.weight"]}, lr=0.5)
+    rng = np.random.default_rng(0)
+    assert load_checkpoint(path, restored, other, rng) == (7, {"way": 5})
+    np.testing.assert_array_equal(other.state["enc/w"]["m"], optimizer.state["enc/w"]["m"])
+    assert rng.random() == np.random.default_rng(3).random()
+    save_checkpoint(path, model, optimizer, 8, np.random.default_rng(3))
+    assert load_checkpoint(path, restored, other, rng)[1] == {}
+
+
+def test_loading_a_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"^load_checkpoint: no checkpoint at {re.escape(str(tmp_path / 'x.npz'))}$"):
+        load_checkpoint(tmp_path / "x.npz", tiny_mlp(), SGD(tiny_mlp().parameters_dict(), lr=0.1),
+                        np.random.default_rng(0))

@@ -332,3 +332,152 @@ def test_astype_gradients_return_in_the_input_dtype_to_second_order():
     np.testing.assert_allclose(h.data, 6 * x.data)
     tm.check_grads(lambda t: tm.astype(tm.astype(t, np.float32), np.float64) * 1.0, np.array([1.0]), order=2,
                    atol=1e-3, rtol=1e-3, eps=1e-2)
+
+
+@pytest.mark.parametrize("case, fixed", FIXED)
+def test_fixed_gradients_in_float32_stay_float32_and_match_float64(case, fixed):
+    """The default dtype's backward: no constant of another precision sneaks in (that would
+    be a dtype error), and the values agree with the float64 gradient."""
+    arrays, params = _fixed_inputs(case, fixed)
+    grads = {}
+    for dtype in (np.float32, np.float64):
+        xs = [tm.tensor(x.astype(dtype), requires_grad=True) for x in arrays]
+        out = case.op(*xs, **params)
+        weights = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+        grads[dtype] = tm.grad(out, xs, grad_outputs=tm.tensor(weights))
+    for g32, g64 in zip(grads[np.float32], grads[np.float64]):
+        assert g32.dtype == np.float32
+        np.testing.assert_allclose(g32.data, g64.data, rtol=2e-4, atol=2e-4)
+
+
+# --- behaviours the table does not reach: defaults, special points, other argument forms --
+def test_reductions_drop_the_reduced_axes_unless_asked():
+    x = tm.tensor(np.arange(6.0).reshape(2, 3))
+    for op in (tm.sum, tm.max, tm.mean, tm.var, tm.logsumexp):
+        assert op(x).shape == () and op(x, axis=0).shape == (3,), op.__name__
+        assert op(x, axis=1, keepdims=True).shape == (2, 1), op.__name__
+
+
+def test_var_with_ddof():
+    x = np.array([[1.0, 4.0, 2.0], [0.5, -1.0, 3.0]])
+    np.testing.assert_allclose(tm.var(tm.tensor(x), axis=1, ddof=1).data, np.var(x, axis=1, ddof=1))
+    with pytest.raises(ValueError, match=r"^var: 3 elements over axis \(1,\) leave no degrees of freedom \(ddof=3\)$"):
+        tm.var(tm.tensor(x), axis=1, ddof=3)
+
+
+def test_logsumexp_shifts_each_row_by_its_own_maximum():
+    """Rows of very different scale: a shift shared by all rows would underflow the small one."""
+    x = np.array([[1000.0, 999.0], [0.0, -1.0]])
+    expected = np.array([1000.0, 0.0]) + np.log1p(np.exp(-1.0))
+    np.testing.assert_allclose(tm.logsumexp(tm.tensor(x), axis=1).data, expected, rtol=1e-12)
+
+
+def test_softmax_and_log_softmax_along_another_axis():
+    x = np.random.default_rng(2).standard_normal((3, 4))
+    np.testing.assert_allclose(tm.softmax(tm.tensor(x), axis=0).data, np.exp(x) / np.exp(x).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(tm.log_softmax(tm.tensor(x), axis=0).data, x - np.log(np.exp(x).sum(0)), rtol=1e-12)
+
+
+def test_max_shares_the_gradient_equally_among_ties():
+    x = tm.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True)
+    (g,) = tm.grad(tm.sum(tm.max(x, axis=1)), [x])
+    np.testing.assert_allclose(g.data, [[0.0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_abs_has_zero_gradient_at_zero():
+    x = tm.tensor(np.array([0.0, 1.5, -2.0]), requires_grad=True)
+    (g,) = tm.grad(tm.sum(tm.abs(x)), [x])
+    np.testing.assert_array_equal(g.data, [0.0, 1.0, -1.0])
+
+
+def test_where_takes_a_boolean_tensor_as_condition():
+    x = tm.tensor(np.array([-1.0, 2.0, -3.0]), requires_grad=True)
+    out = tm.where(x > 0, x, x * 0.5)
+    np.testing.assert_allclose(out.data, [-0.5, 2.0, -1.5])
+    (g,) = tm.grad(tm.sum(out), [x])
+    np.testing.assert_allclose(g.data, [0.5, 1.0, 0.5])
+
+
+def test_astype_to_integers_is_a_constant_of_the_truncated_values():
+    x = tm.tensor(np.array([1.7, -2.7]), requires_grad=True)
+    y = tm.astype(x, np.int64)
+    assert y.dtype == np.int64 and not y.requires_grad
+    np.testing.assert_array_equal(y.data, [1, -2])
+
+
+def test_indexing_with_an_integer_tensor():
+    x = tm.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    picked = x[tm.tensor(np.array([2, 0, 2]))]
+    np.testing.assert_array_equal(picked.data, x.data[[2, 0, 2]])
+    (g,) = tm.grad(tm.sum(picked), [x])
+    np.testing.assert_array_equal(g.data, np.array([[1.0] * 3, [0.0] * 3, [2.0] * 3, [0.0] * 3]))
+
+
+def test_concatenate_and_stack_default_to_the_first_axis_and_accept_negative_axes():
+    a, b = np.ones((1, 2)), np.zeros((3, 2))
+    np.testing.assert_array_equal(tm.concatenate([tm.tensor(a), tm.tensor(b)]).data, np.concatenate([a, b]))
+    c, d = np.arange(6.0).reshape(2, 3), -np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(tm.stack([tm.tensor(c), tm.tensor(d)]).data, np.stack([c, d]))
+    np.testing.assert_array_equal(tm.stack([tm.tensor(c), tm.tensor(d)], axis=-1).data, np.stack([c, d], axis=-1))
+
+
+def test_conv2d_and_max_pool2d_defaults():
+    """conv2d: stride 1, no padding; max_pool2d: stride equal to the window."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((3, 2, 3, 2))
+    np.testing.assert_allclose(conv2d(tm.tensor(x), tm.tensor(w)).data, reference.conv2d_forward(x, w, 1, 0),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(max_pool2d(tm.tensor(x), 2).data, reference.max_pool2d_forward(x, 2, 2)[0])
+
+
+def _t(*shape, dtype=np.float64):
+    return tm.tensor(np.ones(shape, dtype))
+
+
+# Each error message whole: an op's name, the shapes or values, and what was expected.
+ERRORS = [
+    (lambda: tm.max(_t(0)), ValueError, r"max: cannot apply to inputs of shapes \(0,\): max of an empty tensor"),
+    (lambda: tm.where(np.ones(2), _t(2), _t(2)), TypeError, "where: condition must be boolean, got dtype float64"),
+    (lambda: _t(3)[np.array([0.0, 1.0])], IndexError,
+     "getitem: index arrays must be integers or booleans, got dtype float64"),
+    (lambda: tm.concatenate([_t(2, dtype=np.float32), _t(2)]), TypeError,
+     r"concatenate: tensors have different dtypes \['float32', 'float64'\]"),
+    (lambda: tm.stack([_t(2), _t(3)]), ValueError, r"stack: all tensors need the same shape, got \[\(2,\), \(3,\)\]"),
+    (lambda: tm.stack([]), ValueError, "stack: needs at least one tensor"),
+    (lambda: tm.concatenate([]), ValueError, "concatenate: needs at least one tensor"),
+    (lambda: tm.matmul(_t(), _t(3)), ValueError, r"matmul: operands must have at least one axis, got shapes \(\) and \(3,\)"),
+    (lambda: tm.matmul(_t(3), _t()), ValueError, r"matmul: operands must have at least one axis, got shapes \(3,\) and \(\)"),
+    (lambda: tm.matmul(_t(3), _t(4, 5)), ValueError, r"matmul: shapes \(3,\) and \(4, 5\) do not align: a's last axis "
+                                                      r"\(3\) must equal b's second-to-last \(4\)"),
+    (lambda: tm.matmul(_t(2, 3), _t(4)), ValueError, r"matmul: shapes \(2, 3\) and \(4,\) do not align: a's last axis "
+                                                     r"\(3\) must equal b's second-to-last \(4\)"),
+    (lambda: tm.matmul(_t(2, 2, 3), _t(2, 4, 5)), ValueError, r"matmul: shapes \(2, 2, 3\) and \(2, 4, 5\) do not "
+                                                              r"align: a's last axis \(3\) must equal b's second-to-last \(4\)"),
+    (lambda: tm.matmul(_t(2, 2, 3), _t(3, 3, 4)), ValueError,
+     r"matmul: batch axes of shapes \(2, 2, 3\) and \(3, 3, 4\) cannot be broadcast"),
+    (lambda: conv2d(_t(1, 1, 3, 4), _t(1, 1, 5, 1)), ValueError,
+     r"conv2d: kernel 5x1 is larger than the padded input 3x4 \(input \(1, 1, 3, 4\), padding 0\)"),
+    (lambda: conv2d(_t(1, 1, 3, 4), _t(1, 1, 1, 6)), ValueError,
+     r"conv2d: kernel 1x6 is larger than the padded input 3x4 \(input \(1, 1, 3, 4\), padding 0\)"),
+    (lambda: conv2d(_t(1, 1, 3, 3, dtype=np.float32), _t(1, 1, 2, 2)), TypeError,
+     "conv2d: input dtype float32 and weight dtype float64 differ"),
+    (lambda: max_pool2d(_t(2, 3), 2), ValueError, r"max_pool2d: expected NCHW input with 4 axes, got shape \(2, 3\)"),
+    (lambda: max_pool2d(_t(1, 1, 4, 4), 0, 1), ValueError,
+     r"max_pool2d: kernel_size \(0\) and stride \(1\) must be positive"),
+    (lambda: max_pool2d(_t(1, 1, 4, 4), 2, 0), ValueError,
+     r"max_pool2d: kernel_size \(2\) and stride \(0\) must be positive"),
+    (lambda: max_pool2d(_t(1, 1, 2, 5), 3), ValueError,
+     r"max_pool2d: window 3x3 is larger than the input's 2x5 image"),
+] + [(lambda op=op: op(_t(2, 3), axis=2), ValueError, rf"{op.__name__}: axis 2 is out of range for a tensor with 2 axes")
+     for op in (tm.sum, tm.max, tm.mean, tm.var, tm.logsumexp)] + [
+    (lambda op=op: op(_t(2, dtype=np.float32), _t(2)), TypeError,
+     rf"{name}: operands have dtypes float32 and float64; convert one with \.astype\(\) so both match")
+    for name, op in [("add", tm.add), ("sub", tm.sub), ("mul", tm.mul), ("div", tm.div), ("pow", tm.power),
+                     ("maximum", tm.maximum), ("matmul", tm.matmul),
+                     ("where", lambda a, b: tm.where(np.array([True, False]), a, b))]]
+
+
+@pytest.mark.parametrize("call, error, message", ERRORS, ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_input_errors_name_the_op_and_what_was_expected(call, error, message):
+    with pytest.raises(error, match=f"^{message}$"):
+        call()

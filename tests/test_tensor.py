@@ -112,7 +112,8 @@ def test_repr_reads_like_pytorch():
                                       (lambda a, b: a / b, "div"), (lambda a, b: tm.maximum(a, b), "maximum")])
 def test_binary_shape_mismatch_names_the_op_and_both_shapes(op, name):
     a, b = tm.tensor(np.ones((2, 3))), tm.tensor(np.ones((4,)))
-    with pytest.raises(ValueError, match=rf"{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
+    with pytest.raises(ValueError, match=rf"^{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast together "
+                                         r"\(numpy rules: aligned from the right, each axis equal or 1\)$"):
         op(a, b)
 
 
@@ -157,8 +158,3 @@ def test_an_operand_of_the_wrong_type_names_the_op():
     with pytest.raises(TypeError, match="add: expected a Tensor, number or array, got str"):
         tm.tensor([1.0]) + "a"
 
-
-@pytest.mark.parametrize("join", [tm.stack, tm.concatenate])
-def test_joining_no_tensors_is_an_error_naming_the_op(join):
-    with pytest.raises(ValueError, match=f"{join.__name__}: needs at least one tensor"):
-        join([])
