@@ -246,3 +246,20 @@ def test_kernels_are_correct_without_jit():
     result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_reference_defaults_and_dtypes():
+    """Stride 1 and no padding by default; every reference keeps float32 data float32."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
+    y = R.conv2d_forward(x, w)
+    np.testing.assert_allclose(y, direct_conv(x, w, 1, 0), rtol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(R.conv2d_grad_input(gy, w, (5, 4)), R.conv2d_grad_input(gy, w, (5, 4), 1, 0))
+    np.testing.assert_allclose(R.conv2d_grad_weight(x, gy, (3, 2)), R.conv2d_grad_weight(x, gy, (3, 2), 1, 0))
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    y32 = R.conv2d_forward(x32, w32, 2, 1)
+    pooled, argmax = R.max_pool2d_forward(x32, 2, 1)
+    for out in (y32, R.conv2d_grad_input(y32, w32, (5, 4), 2, 1), R.conv2d_grad_weight(x32, y32, (3, 2), 2, 1),
+                pooled, R.max_pool2d_backward(pooled, argmax, (5, 4)), R.max_pool2d_gather(x32, argmax)):
+        assert out.dtype == np.float32
