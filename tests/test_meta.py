@@ -460,3 +460,65 @@ def test_loading_a_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"^load_checkpoint: no checkpoint at {re.escape(str(tmp_path / 'x.npz'))}$"):
         load_checkpoint(tmp_path / "x.npz", tiny_mlp(), SGD(tiny_mlp().parameters_dict(), lr=0.1),
                         np.random.default_rng(0))
+
+
+# --- MAML's defaults and arguments --------------------------------------------------
+def test_maml_takes_one_inner_step_by_default():
+    model, tasks = tiny_mlp(), sine_tasks(2)
+    _, default = MAML(model, 0.1).meta_gradients(tasks)
+    _, one = MAML(model, 0.1, inner_steps=1).meta_gradients(tasks)
+    _, two = MAML(model, 0.1, inner_steps=2).meta_gradients(tasks)
+    for name in default:
+        np.testing.assert_array_equal(default[name].data, one[name].data)
+    assert any(np.abs(default[k].data - two[k].data).max() > 1e-6 for k in default)
+
+
+def test_maml_runs_conv_nets_without_vectorize_by_default():
+    """Conv layers take no task axis: the default is the per-task loop."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng, dtype=np.float64), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 3 * 3, 2, rng, dtype=np.float64))
+    task = Task(Examples(rng.standard_normal((4, 1, 5, 5)), np.array([0, 1, 0, 1])),
+                Examples(rng.standard_normal((4, 1, 5, 5)), np.array([1, 0, 1, 0])))
+    loss, grads = MAML(model, 0.1, loss_fn=cross_entropy).meta_gradients([task, task])
+    assert np.isfinite(loss) and set(grads) == set(model.parameters_dict())
+
+
+def test_maml_meta_loss_at_other_parameters():
+    model, other, tasks = tiny_mlp(seed=0), tiny_mlp(seed=1), sine_tasks(2)
+    at_other = MAML(model, 0.1).meta_loss(tasks, params=other.parameters_dict()).item()
+    assert at_other == pytest.approx(MAML(other, 0.1).meta_loss(tasks).item(), rel=1e-12)
+    assert at_other != pytest.approx(MAML(model, 0.1).meta_loss(tasks).item(), rel=1e-6)
+
+
+def test_maml_without_inner_steps_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"^MAML: inner_steps must be at least 1 \(got 0\); with no inner step MAML "
+                                         "is plain pre-training, see Pretrain$"):
+        MAML(tiny_mlp(), 0.1, inner_steps=0)
+
+
+def test_meta_train_evaluates_every_eval_every_steps_and_at_the_end_and_saves_the_config(tmp_path):
+    done = []
+    pretrain_run(iterations=5, meta_batch=1, eval_every=2, on_eval=done.append, checkpoint=tmp_path / "c.npz",
+                 config={"shots": 5}, progress=False)
+    assert done == [2, 4, 5]
+    model = tiny_mlp()
+    assert load_checkpoint(tmp_path / "c.npz", model, SGD(model.parameters_dict(), lr=0.1),
+                           np.random.default_rng(0)) == (5, {"shots": 5})
+
+
+def test_a_resumed_run_shows_its_bar_from_where_it_starts(tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    pretrain_run(iterations=2, meta_batch=1, eval_every=2, checkpoint=tmp_path / "c.npz", progress=False)
+    pretrain_run(iterations=3, meta_batch=1, checkpoint=tmp_path / "c.npz", resume=True)
+    counts = re.findall(r"(\d+)/3", capsys.readouterr().err)
+    assert counts[0] == "2" and counts[-1] == "3"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_non_finite_meta_loss_names_the_iteration():
+    model = tiny_mlp(dtype=np.float32)
+    with pytest.raises(FloatingPointError, match=r"^meta_train: the meta-loss became \S+ at iteration \d+; lower the "
+                                                 "inner or outer learning rate$"):
+        meta_train(MAML(model, inner_lr=1e6, inner_steps=3), SineTasks(), SGD(model.parameters_dict(), lr=1e6),
+                   20, 4, np.random.default_rng(0), progress=False)

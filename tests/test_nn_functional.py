@@ -207,3 +207,15 @@ def test_losses_and_accuracy_take_labels_as_tensors_lists_and_with_a_task_axis()
     assert F.accuracy(tm.tensor(logits), tm.tensor(np.array([0, 1]))) == 1.0
     per_task = np.stack([logits, logits[::-1]])  # (tasks, n, classes)
     assert F.accuracy(tm.tensor(per_task), np.array([[0, 1], [1, 1]])) == 0.75
+
+
+def test_linear_names_the_feature_axis_of_a_task_batch():
+    with pytest.raises(ValueError, match=r"^linear: input of shape \(2, 5, 3\) has 3 features but weight of shape "
+                                         r"\(4, 2\) expects 4$"):
+        F.linear(tm.tensor(np.ones((2, 5, 3))), tm.tensor(np.ones((4, 2))))
+
+
+def test_mse_loss_converts_array_targets_to_the_prediction_dtype():
+    prediction = tm.tensor(np.array([[0.5], [1.5]], dtype=np.float32), requires_grad=True)
+    loss = F.mse_loss(prediction, np.array([[1.0], [1.0]]))
+    assert loss.dtype == np.float32 and loss.item() == pytest.approx(0.25)

@@ -437,6 +437,8 @@ def _t(*shape, dtype=np.float64):
 # Each error message whole: an op's name, the shapes or values, and what was expected.
 ERRORS = [
     (lambda: tm.max(_t(0)), ValueError, r"max: cannot apply to inputs of shapes \(0,\): max of an empty tensor"),
+    (lambda: tm.mean(_t(0, 3), axis=0), ValueError, r"mean: no elements to average over axis \(0,\) of shape \(0, 3\)"),
+    (lambda: tm.sum_to(_t(2, 3), (3, 2)), ValueError, r"sum_to: shape \(2, 3\) does not broadcast from \(3, 2\)"),
     (lambda: tm.where(np.ones(2), _t(2), _t(2)), TypeError, "where: condition must be boolean, got dtype float64"),
     (lambda: _t(3)[np.array([0.0, 1.0])], IndexError,
      "getitem: index arrays must be integers or booleans, got dtype float64"),
@@ -481,3 +483,19 @@ ERRORS = [
 def test_bad_input_errors_name_the_op_and_what_was_expected(call, error, message):
     with pytest.raises(error, match=f"^{message}$"):
         call()
+
+
+def test_maximum_gives_ties_to_the_first_operand():
+    a, b = tm.tensor(np.array([1.0, 2.0]), requires_grad=True), tm.tensor(np.array([1.0, 3.0]), requires_grad=True)
+    ga, gb = tm.grad(tm.sum(tm.maximum(a, b)), [a, b])
+    np.testing.assert_array_equal(ga.data, [1.0, 0.0])
+    np.testing.assert_array_equal(gb.data, [0.0, 1.0])
+
+
+def test_shapes_may_be_lists_or_separate_integers_and_axes_negative():
+    x = tm.tensor(np.arange(6.0))
+    np.testing.assert_array_equal(tm.reshape(x, [3, 2]).data, x.data.reshape(3, 2))
+    np.testing.assert_array_equal(tm.reshape(x, 3, 2).data, x.data.reshape(3, 2))
+    np.testing.assert_array_equal(x.reshape(np.int64(6)).data, x.data)
+    np.testing.assert_array_equal(tm.broadcast_to(tm.tensor(np.ones(3)), [2, 3]).data, np.ones((2, 3)))
+    np.testing.assert_array_equal(tm.transpose(x, axes=(-1,)).data, x.data)
