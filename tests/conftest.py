@@ -6,6 +6,7 @@ derandomized, so a CI run passes or fails the same way every time; "mutation" is
 without shrinking, for mutmut.
 """
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,11 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (it ships with the development setup, not the repository)")
     return SHARED
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """String parameters (error messages as regular expressions) as ids that are also valid
+    node ids: no brackets or spaces, so mutmut can hand them back to pytest."""
+    if isinstance(val, str):
+        return re.sub(r"[^\w.,=+-]+", "_", val).strip("_")[:60]
+    return None
