@@ -184,7 +184,8 @@ def test_output_that_does_not_require_grad_is_an_error():
     x = leaf([1.0])
     with tm.no_grad():
         y = tm.sum(x * 2.0)
-    with pytest.raises(ValueError, match="does not require grad"):
+    with pytest.raises(ValueError, match=r"^grad: outputs\[0\] does not require grad: nothing it was computed from "
+                                         r"requires grad \(or it was computed under no_grad\(\)\)$"):
         tm.grad(y, x)
 
 
@@ -229,6 +230,11 @@ def test_an_output_listed_twice_counts_twice():
     x = leaf([1.0, 2.0])
     y = tm.sum(x * x)
     np.testing.assert_allclose(tm.grad([y, y], x).data, [4.0, 8.0])
+
+
+def test_grad_output_of_a_scalar_may_be_a_number_in_the_output_dtype():
+    x = leaf(3.0)
+    assert tm.grad(x * x, x, grad_outputs=2.0).item() == pytest.approx(12.0)
 
 
 def test_grad_outputs_may_be_a_plain_array():
