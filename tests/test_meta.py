@@ -321,7 +321,10 @@ def test_an_empty_meta_batch_is_a_clear_error(make):
     (lambda: SineTasks(queries=-1), "queries must be a positive integer"),
     (lambda: MAML(tiny_mlp(), 0.01, inner_steps=0), "inner_steps must be at least 1"),
     (lambda: Examples(np.zeros((3, 1)), np.zeros((4, 1))), "inputs have 3 rows but targets have 4"),
-    (lambda: Reptile(tiny_mlp(), 0.01, 0, 5, 0.1), "must be positive")])
+    (lambda: Reptile(tiny_mlp(), 0.01, 0, 5, 0.1), "must be positive"),
+    (lambda: stack_tasks([]), "stack_tasks: got no tasks"),
+    (lambda: stack_tasks(sine_tasks(1, shots=3) + sine_tasks(1, shots=4)),
+     "stack_tasks: tasks differ in support/query input shapes")])
 def test_bad_configurations_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()

@@ -158,3 +158,29 @@ def test_an_operand_of_the_wrong_type_names_the_op():
     with pytest.raises(TypeError, match="add: expected a Tensor, number or array, got str"):
         tm.tensor([1.0]) + "a"
 
+
+
+def test_leaves_and_switching_gradients_on():
+    x = tm.tensor(np.array([1.0, 2.0]))
+    assert x.is_leaf and x.requires_grad_() is x and x.requires_grad
+    y = x * 2.0
+    assert not y.is_leaf
+    with pytest.raises(ValueError, match="requires_grad_: cannot switch off gradients of a non-leaf tensor; use detach"):
+        y.requires_grad_(False)
+    x.grad = tm.tensor(np.ones(2))
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_copy_needs_the_same_shape_and_one_element_tensors_have_a_truth_value():
+    x = tm.tensor(np.zeros(2))
+    with pytest.raises(ValueError, match=r"^copy_: value of shape \(3,\) does not match tensor of shape \(2,\)$"):
+        x.copy_(np.ones(3))
+    assert bool(tm.tensor([0.5]) > 0) and not bool(tm.tensor(np.array([0.0])))
+    assert repr(tm.tensor([1.0, 2.0])) == "tensor([1., 2.])"
+
+
+def test_lists_as_operands_and_integer_tensors_of_two_widths():
+    np.testing.assert_allclose((tm.tensor([1.0, 2.0]) + [0.5, 0.25]).data, [1.5, 2.25])
+    both = tm.tensor(np.array([1, 2], np.int32)) + tm.tensor(np.array([3, 4], np.int64))
+    assert both.dtype == np.int64 and both.data.tolist() == [4, 6]
