@@ -182,5 +182,7 @@ def test_copy_needs_the_same_shape_and_one_element_tensors_have_a_truth_value():
 
 def test_lists_as_operands_and_integer_tensors_of_two_widths():
     np.testing.assert_allclose((tm.tensor([1.0, 2.0]) + [0.5, 0.25]).data, [1.5, 2.25])
+    ints = tm.tensor(np.array([1, 2])) + [3, 4]  # an integer list stays integer
+    assert ints.dtype.kind == "i" and ints.data.tolist() == [4, 6]
     both = tm.tensor(np.array([1, 2], np.int32)) + tm.tensor(np.array([3, 4], np.int64))
     assert both.dtype == np.int64 and both.data.tolist() == [4, 6]
