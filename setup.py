@@ -23,5 +23,7 @@ setup(
         "gpu": ["cupy>=13"],
         # mpiexec -n N: mpi4py, an MPI from the package index (mpich ships mpiexec), per-rank BLAS threads
         "mpi": ["mpi4py>=4", "mpich", "threadpoolctl>=3"],
+        # developer tools, not CI: mutation testing and coverage (tests/README.md)
+        "dev": ["mutmut>=3.3", "coverage>=7.10"],
     },
 )

@@ -10,8 +10,8 @@ import functools
 def over_tasks(kernel, stack):
     """`kernel` extended to 5-d operands; `stack` joins the per-task results (numpy.stack or cupy.stack)."""
     @functools.wraps(kernel)
-    def per_task(a, b, *args):
+    def per_task(a, b, *args, **kwargs):
         if a.ndim == 5:
-            return stack([kernel(a[t], b[t], *args) for t in range(a.shape[0])])
-        return kernel(a, b, *args)
+            return stack([kernel(a[t], b[t], *args, **kwargs) for t in range(a.shape[0])])
+        return kernel(a, b, *args, **kwargs)
     return per_task

@@ -1,5 +1,6 @@
 """The examples run end to end (tiny budgets): what a newcomer types first must work."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ ENVIRONMENT = {**os.environ, "MPLBACKEND": "Agg",
 
 
 def run(script, *args, env=None):
+    """Run examples/script with this checkout's tinymeta first on the path (not another installed copy)."""
     result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *map(str, args)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env={**ENVIRONMENT, **(env or {})})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -29,11 +31,17 @@ def test_autodiff_tour_checks_every_derivative_it_prints():
 def test_sine_example_trains_all_six_and_writes_table_and_figure(tmp_path):
     pytest.importorskip("matplotlib")
     out = run("sine_maml.py", "--iters", 30, "--eval-tasks", 20, "--out", tmp_path, "--no-progress")
+    table = (tmp_path / "results.md").read_text()
+    assert table.strip() in out
     for label in ("MAML", "first-order MAML", "Reptile", "Meta-SGD", "iMAML", "pre-training"):
-        assert f"| {label} | 30 |" in out
+        (cells,) = re.findall(rf"^\| {label} \| 30 \| \d+ s \| [^|]+ \| (.*) \|$", table, re.MULTILINE)
+        values = [tuple(map(float, cell.split(" ± "))) for cell in cells.split(" | ")]
+        (mse0, ci0), (mse1, _), (mse10, _) = values
+        assert np.all(np.isfinite(values)) and ci0 > 0, label
+        # gradient steps on each test task's support set lower its query MSE, from any initialisation
+        assert mse10 < mse1 < mse0, label
     assert "| Meta-SGD | 30 | " in out and "| learned rates |" in out
     assert (tmp_path / "sine.png").stat().st_size > 10_000
-    assert "MSE after 10 steps" in (tmp_path / "results.md").read_text()
 
 
 def test_sine_example_rejects_zero_shots():

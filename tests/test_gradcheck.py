@@ -50,3 +50,11 @@ def test_check_grads_insists_on_float64():
 def test_integer_inputs_are_held_constant():
     labels = np.array([0, 2])
     tm.check_grads(lambda x, idx: tm.sum(x[np.arange(2), idx]), np.ones((2, 3)) * 0.5, labels)
+
+
+def test_a_function_with_constant_gradient_passes_to_any_order():
+    """f linear in x: the first derivative is a constant, every higher one zero (the gradient
+    does not even depend on x, so the checks of order 2 and 3 compare against zero)."""
+    a = np.array([[1.0, -2.0], [0.5, 3.0], [0.0, 1.0]])
+    tm.check_grads(lambda x: tm.matmul(tm.tensor(a), x) * 2.0 + 1.0, np.array([0.3, -0.7]), order=3)
+

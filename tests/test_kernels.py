@@ -62,6 +62,19 @@ def test_conv2d_kernel_matches_reference(kernel, case, chunk):
     assert_close(actual, CONV_KERNELS[kernel](R, *case), x.dtype)
 
 
+@pytest.mark.parametrize("kernel", CONV_KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_kernel_matches_reference_on_a_batch_spanning_chunks(kernel, dtype):
+    """At the kernels' own chunk size: with 2 channels, a 3x3 kernel and 12x12 images padded by 1,
+    an image fills 2*3*3 rows by 12*14 grid columns of the column matrix, so this batch needs at
+    least two chunks, the last one partly filled."""
+    n = conv2d.CHUNK_ENTRIES // (2 * 3 * 3 * 12 * 14) + 2
+    rng = np.random.default_rng(6)
+    x, w, grad_y = (rng.standard_normal(s).astype(dtype) for s in [(n, 2, 12, 12), (3, 2, 3, 3), (n, 3, 12, 12)])
+    case = (x, w, grad_y, 1, 1)
+    assert_close(CONV_KERNELS[kernel](K, *case), CONV_KERNELS[kernel](R, *case), dtype)
+
+
 @st.composite
 def pool_cases(draw):
     """(x, kernel, stride); x sometimes drawn from {0, 1, 2} to make ties common."""
@@ -269,3 +282,20 @@ def test_batch_norm_reference_normalises_each_group_and_channel():
     np.testing.assert_allclose(x_hat.mean(axis=(1, 3)), 0, atol=1e-12)
     np.testing.assert_allclose(x_hat.var(axis=(1, 3)), 1, rtol=1e-12)
     np.testing.assert_allclose(rstd, 1 / x.std(axis=(1, 3)), rtol=1e-12)
+
+
+def test_reference_defaults_and_dtypes():
+    """Stride 1 and no padding by default; every reference keeps float32 data float32."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
+    y = R.conv2d_forward(x, w)
+    np.testing.assert_allclose(y, direct_conv(x, w, 1, 0), rtol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(R.conv2d_grad_input(gy, w, (5, 4)), R.conv2d_grad_input(gy, w, (5, 4), 1, 0))
+    np.testing.assert_allclose(R.conv2d_grad_weight(x, gy, (3, 2)), R.conv2d_grad_weight(x, gy, (3, 2), 1, 0))
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    y32 = R.conv2d_forward(x32, w32, 2, 1)
+    pooled, argmax = R.max_pool2d_forward(x32, 2, 1)
+    for out in (y32, R.conv2d_grad_input(y32, w32, (5, 4), 2, 1), R.conv2d_grad_weight(x32, y32, (3, 2), 2, 1),
+                pooled, R.max_pool2d_backward(pooled, argmax, (5, 4)), R.max_pool2d_gather(x32, argmax)):
+        assert out.dtype == np.float32

@@ -163,3 +163,60 @@ def test_conv2d_rejects_bad_shapes(x_shape, w_shape, kwargs, message):
 def test_max_pool_window_larger_than_image_is_an_error():
     with pytest.raises(ValueError, match="window 3x3 is larger than the input's 2x2 image"):
         F.max_pool2d(tm.tensor(np.ones((1, 1, 2, 2))), 3)
+
+
+def test_conv2d_defaults_and_bias_check():
+    rng = rng_from(6)
+    x, w, b = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 3, 2)), rng.standard_normal(2)
+    expected = reference.conv2d_forward(x, w, 1, 0) + b[None, :, None, None]
+    np.testing.assert_allclose(F.conv2d(tm.tensor(x), tm.tensor(w), tm.tensor(b)).data, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^conv2d: bias of shape \(3,\) does not match weight \(2, 3, 3, 2\); "
+                                         r"expected \(2,\)$"):
+        F.conv2d(tm.tensor(x), tm.tensor(w), tm.tensor(np.ones(3)))
+
+
+def test_batch_norm_running_statistics_move_by_the_default_momentum():
+    """From non-zero running statistics, with a batch of two (unbiased variance doubles)."""
+    x = np.array([[1.0, -2.0], [3.0, 4.0]])
+    mean, var = np.array([1.0, 1.0]), np.array([2.0, 2.0])
+    F.batch_norm(tm.tensor(x), None, None, mean, var)
+    np.testing.assert_allclose(mean, 0.9 * 1.0 + 0.1 * x.mean(0))
+    np.testing.assert_allclose(var, 0.9 * 2.0 + 0.1 * x.var(0) * 2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: F.batch_norm(tm.tensor(np.ones(3)), None, None),
+     r"batch_norm: expected \(N, C\) or \(N, C, H, W\) input, or either with a leading task axis, got shape \(3,\)"),
+    (lambda: F.batch_norm(tm.tensor(np.ones((4, 2))), None, tm.tensor(np.ones(3))),
+     r"batch_norm: bias of shape \(3,\) does not match 2 channels of input \(4, 2\); expected \(2,\)"),
+    (lambda: F.batch_norm(tm.tensor(np.ones((1, 3))), None, None),
+     r"batch_norm: input \(1, 3\) has one value per channel; batch statistics need more than one"),
+    (lambda: F.batch_norm(tm.tensor(np.ones((4, 2))), None, None, training=False),
+     "batch_norm: evaluation mode needs running statistics"),
+    (lambda: F.cross_entropy(tm.tensor(np.ones(3)), np.array([0])),
+     r"cross_entropy: logits must be \(n, classes\), got shape \(3,\)")])
+def test_batch_norm_and_cross_entropy_errors(call, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        call()
+
+
+def test_losses_and_accuracy_take_labels_as_tensors_lists_and_with_a_task_axis():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    expected = F.cross_entropy(tm.tensor(logits), np.array([0, 2])).item()
+    assert F.cross_entropy(tm.tensor(logits), tm.tensor(np.array([0, 2]))).item() == pytest.approx(expected)
+    assert F.accuracy(tm.tensor(logits), [0, 2]) == 0.5
+    assert F.accuracy(tm.tensor(logits), tm.tensor(np.array([0, 1]))) == 1.0
+    per_task = np.stack([logits, logits[::-1]])  # (tasks, n, classes)
+    assert F.accuracy(tm.tensor(per_task), np.array([[0, 1], [1, 1]])) == 0.75
+
+
+def test_linear_names_the_feature_axis_of_a_task_batch():
+    with pytest.raises(ValueError, match=r"^linear: input of shape \(2, 5, 3\) has 3 features but weight of shape "
+                                         r"\(4, 2\) expects 4$"):
+        F.linear(tm.tensor(np.ones((2, 5, 3))), tm.tensor(np.ones((4, 2))))
+
+
+def test_mse_loss_converts_array_targets_to_the_prediction_dtype():
+    prediction = tm.tensor(np.array([[0.5], [1.5]], dtype=np.float32), requires_grad=True)
+    loss = F.mse_loss(prediction, np.array([[1.0], [1.0]]))
+    assert loss.dtype == np.float32 and loss.item() == pytest.approx(0.25)

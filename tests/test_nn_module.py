@@ -26,12 +26,18 @@ def test_same_network_runs_with_other_parameters():
 
 
 def test_gradients_flow_to_the_parameters_passed_in():
+    """d sum(relu(x W1 + b1) W2 + b2) / d params, at params = phi - 0.1, by hand in numpy."""
     model = mlp(dtype=np.float64)
-    x = tm.tensor(np.ones((3, 1)))
+    x = np.linspace(-1, 1, 3).reshape(3, 1)
     params = model.parameters_dict()
     adapted = {name: p - 0.1 for name, p in params.items()}
-    grads = tm.grad(tm.sum(model(x, params=adapted)), list(params.values()))
-    assert all(g.shape == p.shape for g, p in zip(grads, params.values()))
+    grads = tm.grad(tm.sum(model(tm.tensor(x), params=adapted)), list(params.values()))
+    w1, b1, w2, _ = (p.data - 0.1 for p in params.values())
+    z = x @ w1 + b1
+    dz = (z > 0) * w2.T  # d sum / d z, row by row
+    expected = [x.T @ dz, dz.sum(0), np.maximum(z, 0).sum(0)[:, None], np.array([3.0])]
+    for name, g, e in zip(params, grads, expected):
+        np.testing.assert_allclose(g.data, e, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 def test_missing_or_misshapen_params_are_named():
@@ -70,9 +76,15 @@ def test_batch_norm_buffers_are_saved_and_evaluation_uses_them():
     bn(x)
     state = bn.state_dict()
     np.testing.assert_allclose(state["running_mean"], x.data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(state["running_var"], x.data.var(0, ddof=1), rtol=1e-5)
+    scale, shift = np.array([2.0, -1.0, 0.5], np.float32), np.array([0.3, 0.0, -4.0], np.float32)
+    with tm.no_grad():
+        bn.parameters_dict()["weight"].copy_(scale)
+        bn.parameters_dict()["bias"].copy_(shift)
     bn.eval()
     single = bn(x[:1])  # one example: only running statistics make sense
-    assert np.all(np.isfinite(single.data))
+    expected = (x.data[:1] - x.data.mean(0)) / np.sqrt(x.data.var(0, ddof=1) + 1e-5) * scale + shift
+    np.testing.assert_allclose(single.data, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_layers_reject_wrong_input_shapes():

@@ -38,6 +38,31 @@ def test_adam_follows_the_formula_for_two_steps():
         assert p.data[0] == pytest.approx(value, rel=1e-12)
 
 
+def test_adam_weight_decay_adds_decay_times_p_to_the_gradient():
+    p = param([1.0, -2.0])
+    opt = Adam({"p": p}, lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)
+    m = v = np.zeros(2)
+    value = np.array([1.0, -2.0])
+    for t, g in enumerate([np.array([0.3, 0.0]), np.array([-0.7, 0.2])], start=1):
+        opt.step({"p": g})
+        g = g + 0.1 * value
+        m, v = 0.8 * m + 0.2 * g, 0.9 * v + 0.1 * g * g
+        value = value - 0.01 * (m / (1 - 0.8 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-6)
+        np.testing.assert_allclose(p.data, value, rtol=1e-12)
+
+
+def test_zero_grad_clears_every_gradient_so_a_step_changes_nothing():
+    a, b = param([1.0, 2.0]), param([3.0])
+    opt = SGD({"a": a, "b": b}, lr=0.1)
+    tm.sum(a * b).backward()
+    np.testing.assert_allclose(a.grad.data, [3.0, 3.0])
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+    opt.step()
+    np.testing.assert_array_equal(a.data, [1.0, 2.0])
+    np.testing.assert_array_equal(b.data, [3.0])
+
+
 def test_adam_checkpoint_resumes_exactly():
     a, b = param([1.0, 2.0]), param([1.0, 2.0])
     opt_a, opt_b = Adam([a], lr=0.1), Adam([b], lr=0.1)

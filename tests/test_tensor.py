@@ -45,12 +45,45 @@ def test_numpy_scalars_on_the_left_use_tensor_operators():
     assert isinstance(y, tm.Tensor)
 
 
-def test_comparisons_return_boolean_tensors_without_grad():
-    x = tm.tensor(np.array([1.0, -1.0]), requires_grad=True)
-    mask = x > 0
-    assert mask.dtype == np.bool_ and not mask.requires_grad
-    np.testing.assert_array_equal(mask.data, [True, False])
-    np.testing.assert_array_equal((x == x).data, [True, True])
+@pytest.mark.parametrize("compare", [lambda a, b: a < b, lambda a, b: a <= b, lambda a, b: a > b,
+                                     lambda a, b: a >= b, lambda a, b: a == b, lambda a, b: a != b],
+                         ids=["<", "<=", ">", ">=", "==", "!="])
+def test_comparisons_return_boolean_tensors_without_grad(compare):
+    """Each comparison elementwise against numpy, with a tensor, a number and a broadcast row,
+    on values that are below, equal to and above the other operand."""
+    a = np.array([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]])
+    b = np.array([[1.0, 0.0, 3.0], [0.5, -3.0, -2.0]])
+    x = tm.tensor(a, requires_grad=True)
+    for other in (tm.tensor(b), 1.0, b[0]):
+        mask = compare(x, other)
+        assert mask.dtype == np.bool_ and not mask.requires_grad
+        plain = other.data if isinstance(other, tm.Tensor) else other
+        np.testing.assert_array_equal(mask.data, compare(a, plain))
+
+
+def test_tensor_dtype_argument_converts_any_data():
+    assert tm.tensor([1.5, 2.5], dtype=np.float64).dtype == np.float64
+    np.testing.assert_array_equal(tm.tensor([1.7, -2.7], dtype=np.int32).data, np.array([1, -2], np.int32))
+    from_array = tm.tensor(np.array([1, 2]), dtype=np.float32)
+    assert from_array.dtype == np.float32 and from_array.data.tolist() == [1.0, 2.0]
+    from_tensor = tm.tensor(tm.tensor(np.array([0.25])), dtype=np.float32)
+    assert from_tensor.dtype == np.float32 and from_tensor.item() == 0.25
+    assert tm.tensor(3, dtype=np.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_integer_operands_take_the_float_operand_dtype(dtype):
+    """An integer tensor meeting a float one becomes that float type (the gradient flows
+    to the float side only); two integer tensors stay integer."""
+    f = tm.tensor(np.array([0.5, -1.5], dtype=dtype), requires_grad=True)
+    i = tm.tensor(np.array([3, -2]))
+    for y, expected in ((f + i, [3.5, -3.5]), (i * f, [1.5, 3.0]), (i - f, [2.5, -0.5]), (f / i, [0.5 / 3, 0.75])):
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y.data, expected, rtol=1e-6)
+    (g,) = tm.grad(tm.sum(i * f), [f])
+    np.testing.assert_array_equal(g.data, [3.0, -2.0])
+    both = i * tm.tensor(np.array([2, 5]))
+    assert both.dtype.kind == "i" and both.data.tolist() == [6, -10]
 
 
 def test_random_constructors_need_a_generator_and_are_reproducible():
@@ -79,7 +112,8 @@ def test_repr_reads_like_pytorch():
                                       (lambda a, b: a / b, "div"), (lambda a, b: tm.maximum(a, b), "maximum")])
 def test_binary_shape_mismatch_names_the_op_and_both_shapes(op, name):
     a, b = tm.tensor(np.ones((2, 3))), tm.tensor(np.ones((4,)))
-    with pytest.raises(ValueError, match=rf"{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
+    with pytest.raises(ValueError, match=rf"^{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast together "
+                                         r"\(numpy rules: aligned from the right, each axis equal or 1\)$"):
         op(a, b)
 
 
@@ -123,3 +157,32 @@ def test_zeros_like_and_ones_like_ignore_the_values():
 def test_an_operand_of_the_wrong_type_names_the_op():
     with pytest.raises(TypeError, match="add: expected a Tensor, number or array, got str"):
         tm.tensor([1.0]) + "a"
+
+
+
+def test_leaves_and_switching_gradients_on():
+    x = tm.tensor(np.array([1.0, 2.0]))
+    assert x.is_leaf and x.requires_grad_() is x and x.requires_grad
+    y = x * 2.0
+    assert not y.is_leaf
+    with pytest.raises(ValueError, match="requires_grad_: cannot switch off gradients of a non-leaf tensor; use detach"):
+        y.requires_grad_(False)
+    x.grad = tm.tensor(np.ones(2))
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_copy_needs_the_same_shape_and_one_element_tensors_have_a_truth_value():
+    x = tm.tensor(np.zeros(2))
+    with pytest.raises(ValueError, match=r"^copy_: value of shape \(3,\) does not match tensor of shape \(2,\)$"):
+        x.copy_(np.ones(3))
+    assert bool(tm.tensor([0.5]) > 0) and not bool(tm.tensor(np.array([0.0])))
+    assert repr(tm.tensor([1.0, 2.0])) == "tensor([1., 2.])"
+
+
+def test_lists_as_operands_and_integer_tensors_of_two_widths():
+    np.testing.assert_allclose((tm.tensor([1.0, 2.0]) + [0.5, 0.25]).data, [1.5, 2.25])
+    ints = tm.tensor(np.array([1, 2])) + [3, 4]  # an integer list stays integer
+    assert ints.dtype.kind == "i" and ints.data.tolist() == [4, 6]
+    both = tm.tensor(np.array([1, 2], np.int32)) + tm.tensor(np.array([3, 4], np.int64))
+    assert both.dtype == np.int64 and both.data.tolist() == [4, 6]

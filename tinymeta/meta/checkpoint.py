@@ -45,7 +45,7 @@ def load_checkpoint(path, model, optimizer, rng):
         state = {param: {} for param in meta["optimizer"]["params"]}
         for key in archive.files:
             if key.startswith("optimizer/"):
-                _, param, name = key.split("/", 2)
+                param, name = key[len("optimizer/"):].rsplit("/", 1)  # a parameter's name may hold "/"
                 state[param][name] = archive[key]
     optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
                                "state": state})

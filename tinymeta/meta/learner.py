@@ -34,3 +34,9 @@ class MetaLearner:
                              "build it on learner.parameters_dict()")
         optimizer.step(grads)
         return loss
+
+
+def check_meta_batch(learner, tasks):
+    """An empty meta-batch has no meta-loss: say so rather than fail deep inside."""
+    if len(tasks) == 0:
+        raise ValueError(f"{type(learner).__name__}: the meta-batch is empty; pass at least one task")

@@ -17,7 +17,7 @@ from ..data.task import stack_tasks
 from ..nn.functional import mse_loss
 from ..ops import mean, stack
 from .adapt import adapt, per_task_copies, summed_over_tasks
-from .learner import MetaLearner
+from .learner import MetaLearner, check_meta_batch
 
 
 class MAML(MetaLearner):
@@ -46,6 +46,7 @@ class MAML(MetaLearner):
     def meta_loss(self, tasks, params=None):
         """L(phi): the mean query loss after adaptation, differentiable w.r.t. phi
         (the model's own parameters, or `params` of the same names)."""
+        check_meta_batch(self, tasks)
         phi = params if params is not None else self.model.parameters_dict()
         if self.vectorize:
             return self._stacked_meta_loss(stack_tasks(tasks), phi)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import grad
 from ..nn.functional import mse_loss
-from .learner import MetaLearner
+from .learner import MetaLearner, check_meta_batch
 
 
 class Pretrain(MetaLearner):
@@ -19,6 +19,7 @@ class Pretrain(MetaLearner):
     def meta_gradients(self, tasks):
         """(loss on the task mixture, {name: its gradient}); with tasks of equal size the
         loss over the pooled points is the mean of the per-task losses."""
+        check_meta_batch(self, tasks)
         inputs = np.concatenate([x for t in tasks for x in (t.support.inputs, t.query.inputs)])
         targets = np.concatenate([y for t in tasks for y in (t.support.targets, t.query.targets)])
         phi = self.model.parameters_dict()

@@ -18,7 +18,7 @@ from ..grad_mode import no_grad
 from ..nn.functional import mse_loss
 from ..optim import SGD
 from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
-from .learner import MetaLearner
+from .learner import MetaLearner, check_meta_batch
 
 
 class Reptile(MetaLearner):
@@ -65,6 +65,7 @@ class Reptile(MetaLearner):
 
     def meta_gradients(self, tasks):
         """(mean query loss after adaptation, {name: phi - mean_n theta_n})."""
+        check_meta_batch(self, tasks)
         phi = self.model.parameters_dict()
         if self.vectorize:
             batch = stack_tasks(tasks)

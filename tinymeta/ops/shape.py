@@ -260,6 +260,8 @@ def concatenate(tensors, axis=0):
 def stack(tensors, axis=0):
     """Join tensors of equal shape along a new axis (a composition: reshape, then concatenate)."""
     tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
