@@ -13,10 +13,10 @@ Every conv kernel also takes a leading task axis (5-d arrays, one weight per
 task); max pooling has no weights, so 5-d inputs are just more images.
 
 Numba compiles each kernel once per dtype (float32, float64) and caches it on
-disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python. The
-kernels' parallel loops run on numba's "workqueue" threading layer unless
-NUMBA_THREADING_LAYER is set: OpenMP's spinning threads stall the BLAS
-products that the loops alternate with (see conv2d.py).
+disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python. Batch norm's
+parallel loops run on numba's "workqueue" threading layer unless
+NUMBA_THREADING_LAYER is set: OpenMP's spinning threads stall the BLAS products
+that the kernels alternate with (benchmarks/bench_kernels.py measures both).
 """
 import os
 

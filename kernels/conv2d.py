@@ -24,19 +24,17 @@ columns are garbage: dropped when the grid becomes y, and given zeros when a
 gradient becomes a grid, so they add nothing to any result.  (With s = 1 there
 is one phase, the padded image, and wq = W + 2p.)
 
-Threads.  The numba copies run in parallel over the images of a chunk
-(prange), between multithreaded BLAS products.  Numba's OpenMP threading
-layer makes that alternation slow: its threads keep spinning after a parallel
-region and take the cores BLAS's threads need (on 2 cores, 8 ms per product
-and copy instead of under 1 ms). Numba's own "workqueue" layer, whose threads
-sleep when idle, has no such stall, so tinymeta.kernels selects it unless
-NUMBA_THREADING_LAYER says otherwise (kernels/__init__.py;
-benchmarks/bench_kernels.py measures both layers).
+Threads.  The numba copies run serially, between multithreaded BLAS products.
+A prange version (numba's workqueue layer) copied a chunk 1.8x faster on its
+own, but made a whole Omniglot meta-iteration slower on 2 cores (5.1 s against
+4.3 s): a few thousand parallel launches per iteration, each waking threads that
+BLAS's still-spinning threads compete with. benchmarks/bench_kernels.py measures
+such a loop alternated with BLAS on both threading layers.
 """
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Entries of a chunk's column matrix (C*kh*kw rows, one column per grid
 # position): large enough for efficient BLAS calls and few Python-level steps,
@@ -165,7 +163,7 @@ def _new_phases(stride, hq, wq, kw, dtype):
     return np.zeros((stride * stride, hq * wq + (kw - 1) // stride), dtype)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     """Column matrix of images n0 .. n0+nb-1:
 
@@ -175,7 +173,7 @@ def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     c_in = x.shape[1]
     g = ho * wq
     cols = np.empty((c_in * kh * kw, nb * g), x.dtype)
-    for m in prange(nb):
+    for m in range(nb):
         phases = _new_phases(stride, hq, wq, kw, x.dtype)  # padding stays zero from channel to channel
         for c in range(c_in):
             _phase_transfer(x[n0 + m, c], phases, stride, padding, wq, True)
@@ -186,14 +184,14 @@ def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     return cols
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
     """The adjoint of _im2col: add each column entry back onto the input pixel it
     was copied from (dropping the padding), writing images n0 .. of gx."""
     c_in = gx.shape[1]
     g = ho * wq
     nb = dcols.shape[1] // g
-    for m in prange(nb):
+    for m in range(nb):
         phases = _new_phases(stride, hq, wq, kw, gx.dtype)
         for c in range(c_in):
             phases[:] = 0
@@ -204,25 +202,25 @@ def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
             _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _to_nchw(yg, n0, wq, y):
     """y[n0 + m, o, a, b] = yg[o, (m, a, b)] for b < wo: drop the garbage columns."""
     _, o_out, ho, wo = y.shape
     nb = yg.shape[1] // (ho * wq)
-    for m in prange(nb):
+    for m in range(nb):
         for o in range(o_out):
             for a in range(ho):
                 start = (m * ho + a) * wq
                 _copy(yg[o, start:start + wo], y[n0 + m, o, a])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _to_grid(gy, n0, nb, wq):
     """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
     zeros in the garbage columns."""
     _, o_out, ho, wo = gy.shape
     grid = np.zeros((o_out, nb * ho * wq), gy.dtype)
-    for m in prange(nb):
+    for m in range(nb):
         for o in range(o_out):
             for a in range(ho):
                 _copy(gy[n0 + m, o, a], grid[o, (m * ho + a) * wq:])

@@ -41,7 +41,6 @@ import zlib
 import numpy as np
 
 from ..backend import device_of, to_device, to_numpy
-from ..ops.threads import set_num_threads as set_op_threads
 from ..tensor import Tensor
 
 # The number of processes, as the launchers announce it: MPICH and Intel MPI (Hydra), srun with PMI-2;
@@ -202,8 +201,6 @@ def _share_cores(comm, MPI, threadpool_limits):
     if "NUMBA_NUM_THREADS" not in os.environ:
         import numba
         numba.set_num_threads(threads)
-    if "TINYMETA_NUM_THREADS" not in os.environ:
-        set_op_threads(threads)
     if not any(name in os.environ for name in BLAS_THREAD_VARIABLES):
         threadpool_limits(threads)  # the BLAS and OpenMP libraries loaded so far
         for name in BLAS_THREAD_VARIABLES:  # and those loaded later (numba loads scipy's OpenBLAS)

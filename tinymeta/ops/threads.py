@@ -8,8 +8,11 @@ compute it alone, so the result is the single-threaded one.
 
 Results smaller than GRAIN elements, and arrays that are not numpy's (cupy),
 take the plain call: below that size starting the threads costs more than it
-saves. TINYMETA_NUM_THREADS sets the number of threads (default: the cores
-this process may run on; 1 turns the pool off).
+saves. The pool is off unless TINYMETA_NUM_THREADS (or set_num_threads) asks
+for more than one thread: on the 2-core machine of benchmarks/RESULTS.md a
+whole Omniglot meta-iteration ran slower with it (3.5 s against 3.0 s, best of
+three), its memory-bound slabs competing with BLAS's spinning threads, though a
+single 120 MB product ran 1.85x faster on two threads.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +34,7 @@ def set_num_threads(count):
     _pool = ThreadPoolExecutor(count - 1, thread_name_prefix="tinymeta") if count > 1 else None
 
 
-set_num_threads(int(os.environ.get("TINYMETA_NUM_THREADS", 0)) or len(os.sched_getaffinity(0)))
+set_num_threads(int(os.environ.get("TINYMETA_NUM_THREADS", 1)))
 
 
 def elementwise(ufunc, *operands):
