@@ -79,15 +79,14 @@ def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=Tr
         if p is not None and p.shape != param_shape:
             raise ValueError(f"batch_norm: {name} of shape {p.shape} does not match {channels} channels of "
                              f"input {x.shape}; expected {param_shape}")
-    axes = tuple(a for a in range(int(tasks), x.ndim) if a != channel_axis)
-    per_channel = [1] * x.ndim
-    per_channel[channel_axis] = channels
+    groups = x.shape[0] if tasks else 1
+    stats_view = [1] * x.ndim  # running statistics broadcast along the channel axis,
+    stats_view[channel_axis] = channels
+    param_view = [groups] + stats_view[1:] if tasks else stats_view  # scale and shift per task too
     if training:
-        count = int(np.prod([x.shape[a] for a in axes]))  # values behind each statistic
-        if count == 1:
+        if x.size == groups * channels:
             raise ValueError(f"batch_norm: input {x.shape} has one value per channel; batch statistics "
                              "need more than one")
-        groups = x.shape[0] if tasks else 1
         grouped = ops.reshape(x, (groups, x.shape[channel_axis - 1], channels, -1))  # (G, N, C, pixels)
         y = ops.reshape(normalize(grouped, eps), x.shape)
         if running_mean is not None:
@@ -95,13 +94,11 @@ def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=Tr
     else:
         if running_mean is None:
             raise ValueError("batch_norm: evaluation mode needs running statistics")
-        y = (x - Tensor(running_mean.reshape(per_channel))) / ops.sqrt(Tensor(running_var.reshape(per_channel)) + eps)
-    if tasks:
-        per_channel[0] = x.shape[0]
+        y = (x - Tensor(running_mean.reshape(stats_view))) / ops.sqrt(Tensor(running_var.reshape(stats_view)) + eps)
     if weight is not None:
-        y = y * ops.reshape(weight, tuple(per_channel))
+        y = y * ops.reshape(weight, tuple(param_view))
     if bias is not None:
-        y = y + ops.reshape(bias, tuple(per_channel))
+        y = y + ops.reshape(bias, tuple(param_view))
     return y
 
 
