@@ -7,7 +7,8 @@ arrays to numpy arrays that know nothing of tensors or autodiff.
                    (scatter-add) and max_pool2d_gather (its adjoint)
     batch_norm.py  batch_norm_forward (normalise per group and channel) and
                    batch_norm_backward (its gradient), fused
-    reference.py   plain numpy versions of all eight: the tests' oracles
+    select.py      where (a where cond else b): ReLU's backward at memory speed
+    reference.py   plain numpy versions of all nine: the tests' oracles
 
 Every conv kernel also takes a leading task axis (5-d arrays, one weight per
 task); max pooling has no weights, so 5-d inputs are just more images.
@@ -28,7 +29,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from .conv2d import conv2d_forward, conv2d_grad_input, conv2d_grad_weight  # noqa: E402 (after the layer choice)
 from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather  # noqa: E402
 from .batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
+from .select import where  # noqa: E402
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_gather",
-           "batch_norm_forward", "batch_norm_backward"]
+           "batch_norm_forward", "batch_norm_backward", "where"]

@@ -18,6 +18,8 @@ this module or the CPU one by the arrays' device.
         one CUDA kernel each, in cuda/max_pool2d.cu.
     batch_norm_forward, batch_norm_backward
         the numpy references' array expressions, which cupy runs as they are.
+    where
+        cupy's own.
 
 The CUDA sources are compiled by NVRTC (cupy.RawModule) on first use, once per
 process (cupy also caches the binaries on disk), and launched on one thread per
@@ -39,6 +41,8 @@ from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
 from .reference import batch_norm_backward, batch_norm_forward  # noqa: F401 (array methods: cupy runs them)
 from .task_axis import over_tasks
+
+where = cupy.where
 
 _over_tasks = functools.partial(over_tasks, stack=cupy.stack)  # 5-d operands: one convolution per task
 

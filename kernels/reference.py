@@ -115,3 +115,8 @@ def batch_norm_backward(grad, x_hat, rstd):
     mean_g = grad.mean(axis=(1, 3), keepdims=True)
     mean_gx = (grad * x_hat).mean(axis=(1, 3), keepdims=True)
     return rstd[:, None, :, None] * (grad - mean_g - x_hat * mean_gx)
+
+
+def where(cond, a, b):
+    """out = a where cond else b (numpy's where)."""
+    return np.where(cond, a, b)

@@ -5,6 +5,7 @@
     (g,) = tm.grad((x ** 3).sum(), [x], create_graph=True)   # 3 x^2, differentiable
     (h,) = tm.grad(g.sum(), [x])                               # 6 x
 """
+from . import heap  # noqa: F401  (large arrays reuse freed memory; see heap.py)
 from . import tensor_methods  # noqa: F401  (attaches operators to Tensor)
 from .autograd import backward, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
