@@ -9,10 +9,14 @@ runs, keep it off its fast loops); the loops below run at memory speed, about
 They take the common shapes: a boolean mask of the result's shape, and a and
 b either arrays of that shape or single values, all C-contiguous, a and b of
 the result's dtype. Anything else (broadcast conditions, strided operands,
-mixed dtypes) is handed to numpy's where, which gives the same values.
+mixed dtypes) is handed to numpy's where, which gives the same values; so are
+results of fewer than SMALL elements, where numpy's call costs less than
+these checks (3 us against 7 us at 4,000 elements; 92 us against 8.5 us at 40,000).
 """
 import numpy as np
 from numba import njit
+
+SMALL = 1 << 13
 
 
 @njit(cache=True)
@@ -34,7 +38,7 @@ def where(cond, a, b):
     (a Python number takes the other operand's dtype)."""
     shape = np.broadcast_shapes(np.shape(cond), np.shape(a), np.shape(b))
     dtype = np.result_type(a, b)
-    if not (_full(cond, shape, np.bool_) and dtype.kind == "f"):
+    if not (_full(cond, shape, np.bool_) and dtype.kind == "f" and cond.size >= SMALL):
         return np.where(cond, a, b)
     a_full, b_full = _full(a, shape, dtype), _full(b, shape, dtype)
     out = np.empty(shape, dtype)  # numpy's allocation: huge pages for large results, where numba's has none

@@ -1,12 +1,15 @@
 """kernels/select.py's where against numpy's: the same values (NaN and infinities
 passed through where selected, never made by the selection), dtype and shape,
 on its fast loops and on the shapes it hands to numpy."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinymeta.kernels as K
+from tinymeta.kernels import select
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0])
 
@@ -38,7 +41,16 @@ def test_where_equals_numpy(shape, a_kind, b_kind, dtype, seed):
     rng = np.random.default_rng(seed)
     cond = rng.random(shape) < 0.5
     a, b = operand(rng, a_kind, shape, dtype), operand(rng, b_kind, shape, dtype)
-    assert_same(K.where(cond, a, b), np.where(cond, a, b))
+    with mock.patch.object(select, "SMALL", 1):  # the numba loops, at sizes hypothesis can draw
+        assert_same(K.where(cond, a, b), np.where(cond, a, b))
+
+
+@pytest.mark.parametrize("size", [select.SMALL - 1, select.SMALL])
+def test_where_equals_numpy_on_either_side_of_the_small_size(size):
+    rng = np.random.default_rng(size)
+    cond, grad = rng.random(size) < 0.5, rng.standard_normal(size).astype(np.float32)
+    assert_same(K.where(cond, grad, 0.0), np.where(cond, grad, 0.0))
+    assert_same(K.where(cond, 0.0, grad), np.where(cond, 0.0, grad))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -46,10 +58,11 @@ def test_where_selects_zero_over_nan_and_keeps_nan_where_selected(dtype):
     """ReLU's backward: a NaN gradient where the mask is off must not leak through."""
     grad = np.array([np.nan, np.inf, 2.0, np.nan], dtype)
     mask = np.array([False, False, True, True])
-    out = K.where(mask, grad, 0.0)
-    assert out.dtype == dtype
-    np.testing.assert_array_equal(out, [0.0, 0.0, 2.0, np.nan])
-    np.testing.assert_array_equal(K.where(mask, 0.0, grad), [np.nan, np.inf, 0.0, 0.0])
+    with mock.patch.object(select, "SMALL", 1):
+        out = K.where(mask, grad, 0.0)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, [0.0, 0.0, 2.0, np.nan])
+        np.testing.assert_array_equal(K.where(mask, 0.0, grad), [np.nan, np.inf, 0.0, 0.0])
 
 
 @pytest.mark.parametrize("case", ["broadcast condition", "strided operand", "mixed dtypes", "integer operands",
@@ -68,4 +81,5 @@ def test_where_hands_other_shapes_to_numpy_with_the_same_result(case):
         a, b = np.arange(20).reshape(4, 5), -np.arange(20).reshape(4, 5)
     else:
         b = b[:, :1]
-    assert_same(K.where(cond, a, b), np.where(cond, a, b))
+    with mock.patch.object(select, "SMALL", 1):
+        assert_same(K.where(cond, a, b), np.where(cond, a, b))
