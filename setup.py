@@ -18,8 +18,9 @@ setup(
         # the loaders are tested on real PNGs, the examples (which plot) are run by the tests, and so is the
         # lecture notebook, in a Jupyter kernel
         "test": ["pytest>=7", "hypothesis>=6", "Pillow>=9", "tqdm>=4.60", "matplotlib>=3.5",
-                 "nbformat>=5.1", "nbclient>=0.9", "ipykernel>=6"],
-        "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60"],
+                 "nbformat>=5.1", "nbclient>=0.9", "ipykernel>=6", "threadpoolctl>=3"],
+        # threadpoolctl: meta.TaskThreads runs each thread's BLAS on one core
+        "examples": ["matplotlib>=3.5", "Pillow>=9", "tqdm>=4.60", "threadpoolctl>=3"],
         "gpu": ["cupy>=13"],
         # mpiexec -n N: mpi4py, an MPI from the package index (mpich ships mpiexec), per-rank BLAS threads
         "mpi": ["mpi4py>=4", "mpich", "threadpoolctl>=3"],

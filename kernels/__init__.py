@@ -14,22 +14,19 @@ Every conv kernel also takes a leading task axis (5-d arrays, one weight per
 task); max pooling has no weights, so 5-d inputs are just more images.
 
 Numba compiles each kernel once per dtype (float32, float64) and caches it on
-disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python. Batch norm's
-parallel loops run on numba's "workqueue" threading layer unless
-NUMBA_THREADING_LAYER is set: OpenMP's spinning threads stall the BLAS products
-that the kernels alternate with (benchmarks/bench_kernels.py measures both).
+disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python.
+
+Threads. Every kernel is serial and releases the GIL (nogil), so threads that
+each take a share of a meta-batch run them side by side (tinymeta.meta.task_threads:
+1.4x a meta-iteration on 2 cores). Parallel loops inside the kernels (numba's
+prange) did not pay: each launch wakes threads that the BLAS products between
+the kernels also want (benchmarks/bench_kernels.py measures it), and numba's
+default threading layer cannot be entered from two threads at once.
 """
-import os
-
-import numba
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-from .conv2d import conv2d_forward, conv2d_grad_input, conv2d_grad_weight  # noqa: E402 (after the layer choice)
-from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather  # noqa: E402
-from .batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
-from .select import where  # noqa: E402
+from .conv2d import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
+from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather
+from .batch_norm import batch_norm_backward, batch_norm_forward
+from .select import where
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_gather",

@@ -7,12 +7,12 @@ variance of its N*S values:
     forward   x_hat = (x - mean) * r,           r = 1 / sqrt(var + eps)
     backward  dx = r * (g - mean(g) - x_hat * mean(g * x_hat))
 
-Each kernel takes one (group, channel) at a time, in parallel over them, so its values are
-read from memory once and revisited in cache (numpy would make a pass over the whole
-array per operation). Sums accumulate in float64.
+Each kernel takes one (group, channel) at a time, so its values are read from memory once
+and revisited in cache (numpy would make a pass over the whole array per operation). Sums
+accumulate in float64. Serial and free of the GIL, as every kernel (kernels/__init__.py).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 def _check(name, **arrays):
@@ -22,11 +22,11 @@ def _check(name, **arrays):
                              f"got shape {a.shape} and dtype {a.dtype}")
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _normalize(x, eps, x_hat, rstd):
     groups, n, channels, pixels = x.shape
     count = n * pixels
-    for gc in prange(groups * channels):
+    for gc in range(groups * channels):
         g, c = gc // channels, gc % channels
         total = 0.0
         for i in range(n):
@@ -45,11 +45,11 @@ def _normalize(x, eps, x_hat, rstd):
                 x_hat[g, i, c, s] = (x[g, i, c, s] - mean) * r
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _normalize_backward(grad, x_hat, rstd, dx):
     groups, n, channels, pixels = grad.shape
     count = n * pixels
-    for gc in prange(groups * channels):
+    for gc in range(groups * channels):
         g, c = gc // channels, gc % channels
         sum_g, sum_gx = 0.0, 0.0
         for i in range(n):

@@ -24,12 +24,13 @@ columns are garbage: dropped when the grid becomes y, and given zeros when a
 gradient becomes a grid, so they add nothing to any result.  (With s = 1 there
 is one phase, the padded image, and wq = W + 2p.)
 
-Threads.  The numba copies run serially, between multithreaded BLAS products.
-A prange version (numba's workqueue layer) copied a chunk 1.8x faster on its
-own, but made a whole Omniglot meta-iteration slower on 2 cores (5.1 s against
-4.3 s): a few thousand parallel launches per iteration, each waking threads that
-BLAS's still-spinning threads compete with. benchmarks/bench_kernels.py measures
-such a loop alternated with BLAS on both threading layers.
+Threads.  The numba copies run serially and release the GIL, between BLAS
+products.  A prange version (numba's workqueue layer) copied a chunk 1.8x
+faster on its own, but made a whole Omniglot meta-iteration slower on 2 cores
+(5.1 s against 4.3 s): a few thousand parallel launches per iteration, each
+waking threads that BLAS's still-spinning threads compete with
+(benchmarks/bench_kernels.py measures such a loop alternated with BLAS).  The
+cores are shared out one level up instead, by task: see kernels/__init__.py.
 """
 from collections import namedtuple
 
@@ -105,7 +106,7 @@ def _chunks(g):
     return [(n0, min(per_chunk, g.n - n0)) for n0 in range(0, g.n, per_chunk)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _copy(src, dst):
     """dst[t] = src[t] for t < len(src) (a loop over views numba vectorises,
     unlike slice assignment)."""
@@ -113,14 +114,14 @@ def _copy(src, dst):
         dst[t] = src[t]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add(src, dst):
     """dst[t] += src[t] for t < len(src)."""
     for t in range(src.shape[0]):
         dst[t] += src[t]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _phase_transfer(image, phases, stride, padding, wq, into_phases):
     """Move pixels between image (h, w) and its phase planes phases (s*s, >= hq*wq):
     image[r, v] = xpad[r + p, v + p] lives in phase ((r + p) % s, (v + p) % s)
@@ -151,19 +152,19 @@ def _phase_transfer(image, phases, stride, padding, wq, into_phases):
                             image[r, q * stride + pj - padding] = phase[rq * wq + q]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tap_run(i, j, stride, wq):
     """(phase, start) of tap (i, j): its inputs over the grid are phases[phase, start:start + ho*wq]."""
     return (i % stride) * stride + j % stride, (i // stride) * wq + j // stride
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _new_phases(stride, hq, wq, kw, dtype):
     """Zeroed phase planes, with room at the end for the last taps' garbage columns."""
     return np.zeros((stride * stride, hq * wq + (kw - 1) // stride), dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     """Column matrix of images n0 .. n0+nb-1:
 
@@ -184,7 +185,7 @@ def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
     return cols
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
     """The adjoint of _im2col: add each column entry back onto the input pixel it
     was copied from (dropping the padding), writing images n0 .. of gx."""
@@ -202,7 +203,7 @@ def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
             _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_nchw(yg, n0, wq, y):
     """y[n0 + m, o, a, b] = yg[o, (m, a, b)] for b < wo: drop the garbage columns."""
     _, o_out, ho, wo = y.shape
@@ -214,7 +215,7 @@ def _to_nchw(yg, n0, wq, y):
                 _copy(yg[o, start:start + wo], y[n0 + m, o, a])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_grid(gy, n0, nb, wq):
     """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
     zeros in the garbage columns."""

@@ -6,9 +6,8 @@ max_pool2d_backward, a linear map of grad_y; the adjoint of that scatter is
 the gather max_pool2d_gather, so each is the other's backward and max-pooling
 is differentiable to any order.
 
-Each kernel works on the N*C planes one after another (no prange: the kernels
-of a conv net alternate with multithreaded BLAS, and numba's spinning OpenMP
-threads would stall it; see kernels/conv2d.py).
+Each kernel works on the N*C planes one after another, releasing the GIL
+(no prange; see kernels/__init__.py on threads).
 """
 import numpy as np
 from numba import njit
@@ -29,7 +28,7 @@ def _check_argmax(name, grad, argmax, matching_dims):
         raise ValueError(f"{name}: argmax must hold integers, got {argmax.dtype}")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _forward(planes, kernel, stride, ho, wo):
     """y[p, a, b] = max over i, j < kernel of planes[p, a*stride + i, b*stride + j];
     argmax[p, a, b] = h*W + w of the first maximum (row-major), NaN winning as in np.max."""
@@ -54,7 +53,7 @@ def _forward(planes, kernel, stride, ho, wo):
     return y, argmax
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scatter_add(grad_y, argmax, plane_size):
     """grad_x[p, argmax[p, t]] += grad_y[p, t] for all p, t."""
     count, size = grad_y.shape
@@ -68,7 +67,7 @@ def _scatter_add(grad_y, argmax, plane_size):
     return grad_x
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather(grad_x, argmax):
     """grad_y[p, t] = grad_x[p, argmax[p, t]]."""
     count, size = argmax.shape

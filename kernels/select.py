@@ -19,14 +19,14 @@ from numba import njit
 SMALL = 1 << 13
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _select_value(cond, keep, a, value, out):
     """out[i] = a[i] where cond[i] == keep, else value (flat arrays)."""
     for i in range(out.size):
         out[i] = a[i] if cond[i] == keep else value
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _select_arrays(cond, a, b, out):
     """out[i] = a[i] where cond[i], else b[i] (flat arrays)."""
     for i in range(out.size):

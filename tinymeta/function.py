@@ -45,7 +45,7 @@ class Function:
             raise node.input_error(inputs, err) from None
         if isinstance(out, np.generic):  # numpy reductions return scalars, keep 0-d arrays
             out = np.asarray(out)
-        if grad_mode._enabled:
+        if grad_mode._state.enabled:
             for x in inputs:
                 if x.requires_grad:
                     node.inputs = inputs

@@ -4,14 +4,24 @@ Outside `no_grad()` every op on a tensor that requires grad records a node.
 The backward pass itself runs with recording off unless `create_graph=True`,
 which is how the same backward code yields plain gradients or differentiable
 ones (for Hessian-vector products and MAML).
+
+The setting belongs to the thread that makes it (as in PyTorch): threads that
+each compute the meta-gradient of a share of a meta-batch (meta/task_threads.py)
+switch recording on and off without seeing each other's switches.
 """
 import functools
+import threading
 
-_enabled = True
+
+class _State(threading.local):
+    enabled = True  # each thread starts with recording on
+
+
+_state = _State()
 
 
 def is_grad_enabled():
-    return _enabled
+    return _state.enabled
 
 
 class set_grad_enabled:
@@ -21,12 +31,10 @@ class set_grad_enabled:
         self.mode = bool(mode)
 
     def __enter__(self):
-        global _enabled
-        self.previous, _enabled = _enabled, self.mode
+        self.previous, _state.enabled = _state.enabled, self.mode
 
     def __exit__(self, *exc):
-        global _enabled
-        _enabled = self.previous
+        _state.enabled = self.previous
 
     def __call__(self, fn):
         @functools.wraps(fn)

@@ -8,7 +8,8 @@ from .maml import MAML
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
 from .reptile import Reptile
+from .task_threads import TaskThreads
 from .train import meta_train
 
-__all__ = ["Estimate", "IMAML", "MAML", "MetaLearner", "MetaSGD", "Pretrain", "Reptile", "adapt", "evaluate",
+__all__ = ["Estimate", "IMAML", "MAML", "MetaLearner", "MetaSGD", "Pretrain", "Reptile", "TaskThreads", "adapt", "evaluate",
            "load_checkpoint", "meta_train", "save_checkpoint"]

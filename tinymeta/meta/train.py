@@ -9,7 +9,8 @@ With a `communicator` from tinymeta.meta.distributed, several processes train
 one model: each adapts its share of every meta-batch and the meta-gradients are
 averaged across them (see distributed.py). Rank 0 alone reads and writes the
 checkpoint, shows progress and calls `on_eval`; without one, the loop is a
-single process.
+single process. `communicator=TaskThreads(k)` (task_threads.py) shares every
+meta-batch among k threads of this one process instead.
 """
 import math
 
