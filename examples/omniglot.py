@@ -24,12 +24,15 @@ end it reports test accuracy (mean and 95% CI over --eval-tasks tasks of
 characters never trained on) and plots the accuracy curves. Outputs go to --out:
 results.md, curves.png, best.npz and checkpoint.npz (for --resume).
 
-Under an MPI launcher (`mpiexec -n 2 python examples/omniglot.py ...`, with
-tinymeta[mpi] installed) the processes share each meta-batch: rank 0 reads the
-data and sends it to the others, validates, checkpoints and writes the results.
+In one process, --threads threads (default: one per core) share each
+meta-batch (tinymeta.meta.TaskThreads; the meta-gradient is the same). Under an
+MPI launcher (`mpiexec -n 2 python examples/omniglot.py ...`, with
+tinymeta[mpi] installed) the processes share it instead: rank 0 reads the data
+and sends it to the others, validates, checkpoints and writes the results.
 """
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -39,7 +42,7 @@ from tinymeta import nn
 from tinymeta.data.omniglot import load_omniglot, split_by_alphabet, split_by_character
 from tinymeta.data.sampler import FewShotSampler
 from tinymeta.grad_mode import no_grad
-from tinymeta.meta import IMAML, MAML, MetaSGD, Reptile, evaluate, meta_train
+from tinymeta.meta import IMAML, MAML, MetaSGD, Reptile, TaskThreads, evaluate, meta_train
 from tinymeta.meta.adapt import fresh_leaves
 from tinymeta.meta.distributed import communicator
 from tinymeta.meta.imaml import proximal_adapt
@@ -88,6 +91,9 @@ def parse_args():
     p.add_argument("--per-task-loop", action="store_true",
                    help="adapt the tasks of a meta-batch one by one (the readable reference) instead of in one "
                         "batched pass; the meta-gradient is the same")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads that share each meta-batch (default: one per core; one under an MPI launcher "
+                        "and with --batch-norm support-stats, whose running statistics threads cannot share)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args()
     args.query = args.shot if args.query is None else args.query
@@ -97,8 +103,10 @@ def parse_args():
         args.eval_steps = args.inner_steps if args.algo in ("reptile", "imaml") else 3
     if args.lam <= 0:
         p.error(f"--lam must be positive, got {args.lam}")
+    if args.threads is None:
+        args.threads = 1 if args.batch_norm == "support-stats" else os.cpu_count() or 1
     for name in ("way", "shot", "query", "eval_query", "inner_steps", "eval_steps", "meta_batch", "eval_tasks",
-                 "val_every", "val_tasks", "cg_steps"):
+                 "val_every", "val_tasks", "cg_steps", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return args
@@ -176,9 +184,17 @@ def plot_curves(path, history, args):
     plt.close(fig)
 
 
+def work_sharing(args):
+    """Who adapts the tasks of a meta-batch: the MPI ranks under a launcher, else --threads threads."""
+    processes = communicator()
+    if processes.size > 1 or args.threads == 1:
+        return processes
+    return TaskThreads(args.threads)
+
+
 def main():
     args = parse_args()
-    processes = communicator()
+    processes = work_sharing(args)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     # rank 0 reads (or downloads) the data and sends it to the other ranks
