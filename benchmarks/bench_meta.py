@@ -9,7 +9,8 @@ installed) as jit of vmap over the tasks, the fastest form it offers.
 
 Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
 step (lr 0.4), the 4-block conv net with batch norm (stride-2 convolutions, and
-the max-pool variant), float32; tinymeta as the per-task loop and vectorised,
+the max-pool variant), float32; tinymeta as the per-task loop, vectorised, and
+vectorised with the meta-batch shared among one thread per core (TaskThreads),
 PyTorch as the per-task loop.
 
     python benchmarks/bench_meta.py                          # both, on the CPU
@@ -29,7 +30,7 @@ from common import comparison_table, machine_line, median_seconds, write_section
 import numba  # noqa: E402
 
 from tinymeta.data import Examples, SineTasks, Task  # noqa: E402
-from tinymeta.meta import MAML  # noqa: E402
+from tinymeta.meta import MAML, TaskThreads  # noqa: E402
 from tinymeta.nn import omniglot_cnn, sine_mlp  # noqa: E402
 from tinymeta.nn.functional import cross_entropy  # noqa: E402
 
@@ -181,6 +182,8 @@ def omniglot(device):
     tasks = omniglot_tasks(np.random.default_rng(1))
     sync = _synchronizer(device)
     timings, notes = {}, []
+    threads = TaskThreads(os.cpu_count())
+    threaded = f"tinymeta, vectorised, {threads.threads} task threads"
     for downsample in ("stride", "maxpool"):
         model = omniglot_cnn(WAY, np.random.default_rng(0), downsample=downsample).to(device)
         for order, first_order in ORDERS:
@@ -189,6 +192,8 @@ def omniglot(device):
                 maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy,
                             vectorize=vectorize)
                 timings[(workload, implementation)] = lambda maml=maml: sync(maml.meta_gradients(tasks))
+            if device == "cpu":
+                timings[(workload, threaded)] = lambda maml=maml: threads.meta_gradients(maml, tasks)
         notes.append(_torch_omniglot(model, tasks, downsample, device, sync, timings))
 
     medians = {key: median_seconds(fn, repeats=5, warmup=1) for key, fn in timings.items()}

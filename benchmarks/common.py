@@ -34,11 +34,34 @@ def cpu_jiffies():
 
 
 def machine_line():
-    """One line naming the machine, thread settings and BLAS environment of a run."""
+    """One line naming the machine, thread settings, BLAS and BLAS environment of a run."""
     blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                        "OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if k in os.environ}
     return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"environment: {blas or 'no BLAS/thread variables set'}")
+            f"{_blas_kernels()}, environment: {blas or 'no BLAS/thread variables set'}")
+
+
+def _blas_kernels():
+    """The BLAS libraries loaded, whose package brought each, and the kernels each picked for this
+    processor (OPENBLAS_CORETYPE overrides the pick)."""
+    try:
+        import numpy  # noqa: F401 (loads the BLAS threadpoolctl looks for)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS not identified (no threadpoolctl)"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return "BLAS not identified"
+    return ", ".join(f"{_package(p['filepath'])}'s {p['internal_api']} {p.get('version')} "
+                     f"({p.get('architecture')} kernels)" for p in pools)
+
+
+def _package(library_path):
+    """numpy for .../site-packages/numpy.libs/libscipy_openblas..., torch for .../site-packages/torch/lib/..."""
+    parts = Path(library_path).parts
+    if "site-packages" not in parts:
+        return Path(library_path).name
+    return parts[parts.index("site-packages") + 1].removesuffix(".libs")
 
 
 def write_section(name, markdown):
