@@ -1,4 +1,5 @@
 """Intra-op parallelism: large ops cut into slabs give numpy's own results, bit for bit."""
+import threading
 from unittest import mock
 
 import numpy as np
@@ -67,3 +68,35 @@ def test_set_num_threads_resizes_the_pool_and_refuses_zero():
             threads.set_num_threads(0)
     finally:
         threads.set_num_threads(before)
+
+
+def test_a_single_row_operand_broadcasts_over_every_slab(four_threads_small_grain):
+    a, row = np.arange(24.0).reshape(8, 3), np.array([[1.0, -2.0, 3.0]])
+    np.testing.assert_array_equal(threads.elementwise(np.add, a, row), a + row)
+    np.testing.assert_array_equal(threads.elementwise(np.subtract, row, a), row - a)
+
+
+@pytest.mark.parametrize("length", [4, 7, 10])
+def test_slabs_cover_the_range_once_one_slab_per_thread(four_threads_small_grain, length):
+    slabs = []
+    threads._run_slabs(lambda lo, hi: slabs.append(range(length)[lo:hi]), length)
+    assert len(slabs) == threads.THREADS
+    assert sorted(i for slab in slabs for i in slab) == list(range(length))
+
+
+def test_two_threads_run_a_large_op_on_the_caller_and_one_worker_named_tinymeta():
+    before, caller, names = threads.THREADS, threading.current_thread().name, []
+
+    def add(a, b, out=None):  # np.add that records which thread computes
+        names.append(threading.current_thread().name)
+        return np.add(a, b, out=out)
+
+    a = np.ones((1024, 2), np.float32)
+    try:
+        threads.set_num_threads(2)
+        with mock.patch.object(threads, "GRAIN", a.size):
+            np.testing.assert_array_equal(threads.elementwise(add, a, a), 2 * a)
+    finally:
+        threads.set_num_threads(before)
+    workers = [name for name in names if name != caller]
+    assert len(workers) == 1 and workers[0].startswith("tinymeta"), names
