@@ -68,6 +68,19 @@ def test_warns_on_a_matrix_that_is_not_positive_definite():
     assert not solution.converged
 
 
+def test_the_warning_points_at_the_line_that_called_the_solver():
+    with pytest.warns(ConvergenceWarning) as record:
+        conjugate_gradient(lambda v: np.diag([1.0, -1.0]) @ v, np.array([1.0, 1.0]))
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_the_warning_says_the_result_is_approximate_and_what_would_help():
+    with pytest.warns(ConvergenceWarning) as record:
+        conjugate_gradient(lambda v: np.diag([1.0, -1.0]) @ v, np.array([1.0, 1.0]))
+    assert str(record[0].message).endswith("; the returned x is approximate (allow more iterations, loosen tol, "
+                                           "or make A better conditioned)")
+
+
 def test_zero_right_hand_side_gives_zero_without_a_product():
     solution = conjugate_gradient(lambda v: pytest.fail("no product needed"), np.zeros(4))
     assert solution.converged and solution.iterations == 0 and not solution.x.any()
