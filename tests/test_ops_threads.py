@@ -54,6 +54,16 @@ def test_large_ops_use_the_pool_and_small_ones_do_not():
             assert slabs.call_count == 1
 
 
+def test_large_sums_use_the_pool_and_small_ones_do_not(four_threads_small_grain):
+    a = np.arange(64 * 32, dtype=np.float64).reshape(64, 32)
+    with mock.patch.object(threads, "GRAIN", a.size), \
+            mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
+        np.testing.assert_array_equal(threads.sum(a[:2], (1,), False), a[:2].sum(axis=1))
+        assert slabs.call_count == 0
+        np.testing.assert_array_equal(threads.sum(a, (1,), False), a.sum(axis=1))
+        assert slabs.call_count == 1
+
+
 def test_set_num_threads_resizes_the_pool_and_refuses_zero():
     before = threads.THREADS
     try:
