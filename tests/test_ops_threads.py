@@ -55,13 +55,22 @@ def test_large_ops_use_the_pool_and_small_ones_do_not():
 
 
 def test_large_sums_use_the_pool_and_small_ones_do_not(four_threads_small_grain):
-    a = np.arange(64 * 32, dtype=np.float64).reshape(64, 32)
+    a = np.arange(4 * 512, dtype=np.float64).reshape(4, 512)   # the kept axis just long enough: one row per thread
     with mock.patch.object(threads, "GRAIN", a.size), \
             mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
-        np.testing.assert_array_equal(threads.sum(a[:2], (1,), False), a[:2].sum(axis=1))
+        np.testing.assert_array_equal(threads.sum(a[:, :8], (1,), False), a[:, :8].sum(axis=1))
         assert slabs.call_count == 0
         np.testing.assert_array_equal(threads.sum(a, (1,), False), a.sum(axis=1))
         assert slabs.call_count == 1
+
+
+@pytest.mark.parametrize("axis", [(2,), (0,), (0, 2)], ids=["no-axis-to-slice", "sliced", "two-axes"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sums_have_numpys_dtype_and_shape(four_threads_small_grain, axis, keepdims):
+    a = np.random.default_rng(0).standard_normal((3, 2, 8)).astype(np.float32)
+    got, expected = threads.sum(a, axis, keepdims), a.sum(axis=axis, keepdims=keepdims)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 def test_set_num_threads_resizes_the_pool_and_refuses_zero():
