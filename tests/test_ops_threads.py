@@ -64,6 +64,13 @@ def test_large_sums_use_the_pool_and_small_ones_do_not(four_threads_small_grain)
         assert slabs.call_count == 1
 
 
+def test_a_result_with_one_row_per_thread_is_sliced(four_threads_small_grain):
+    a = np.ones((threads.THREADS, 512), np.float32)
+    with mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
+        np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
+    assert slabs.call_count == 1
+
+
 @pytest.mark.parametrize("axis", [(2,), (0,), (0, 2)], ids=["no-axis-to-slice", "sliced", "two-axes"])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_sums_have_numpys_dtype_and_shape(four_threads_small_grain, axis, keepdims):
