@@ -134,3 +134,25 @@ def test_a_converged_solve_does_not_warn():
 def test_bad_configurations_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=f"IMAML: {message}"):
         IMAML(tiny_mlp(), 0.05, **({"inner_steps": 5, "lam": 1.0, "cg_steps": 5} | kwargs))
+
+
+def test_by_default_a_solve_stops_after_10_products_or_at_a_relative_residual_of_1e_3():
+    """A quadratic inner problem whose (I + H/lam) has 20 distinct eigenvalues: CG needs more than 10 products."""
+    d, rng = 20, np.random.default_rng(0)
+    support = Examples(rng.standard_normal((40, d)) * np.linspace(0.1, 3.0, d), rng.standard_normal((40, 1)))
+    task = Task(support, Examples(rng.standard_normal((6, d)), rng.standard_normal((6, 1))))
+    learner = IMAML(nn.Linear(d, 1, rng, bias=False, dtype=np.float64), 0.01, inner_steps=5, lam=1.0)
+    with pytest.warns(ConvergenceWarning, match=r"\(tol 0\.001\) for all 10 iterations"):
+        learner.meta_gradients([task])
+
+
+def test_one_inner_step_and_one_conjugate_gradient_step_are_allowed():
+    learner = IMAML(tiny_mlp(), 0.05, inner_steps=1, lam=1.0, cg_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        learner.meta_gradients(sine_tasks(1))
+    assert [s.iterations for s in learner.last_solves] == [1]
+
+
+def test_a_new_learner_has_no_solves_to_report():
+    assert IMAML(tiny_mlp(), 0.05, inner_steps=1, lam=1.0).last_solves == []

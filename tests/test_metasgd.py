@@ -1,4 +1,6 @@
 """Meta-SGD: the initialisation and the inner learning rates, both meta-trained, checked against numbers."""
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -6,6 +8,8 @@ import tinymeta as tm
 from tinymeta import nn
 from tinymeta.data import SineTasks
 from tinymeta.meta import MAML, MetaSGD, adapt, evaluate, meta_train
+from tinymeta.meta import maml as maml_module
+from tinymeta.meta.metasgd import LearnedRates
 from tinymeta.nn.functional import mse_loss
 from tinymeta.optim import Adam
 
@@ -127,3 +131,28 @@ def test_evaluation_with_the_learned_rates_adapts_with_them():
     assert result["loss"][2].mean == pytest.approx(np.mean(by_hand), rel=1e-12)
     plain = evaluate(model, tasks, mse_loss, 0.05, steps=[2])["loss"][2].mean
     assert plain != pytest.approx(result["loss"][2].mean, rel=1e-6)
+
+
+def test_learned_rates_default_to_one_rate_per_entry():
+    model = tiny_mlp()
+    rates = LearnedRates(model, 0.02)
+    for name, p in model.named_parameters():
+        assert rates.parameters_dict()[name].shape == p.shape
+
+
+def test_meta_loss_at_other_parameters_is_the_meta_loss_of_a_learner_holding_them():
+    learner, other, tasks = MetaSGD(tiny_mlp(seed=0), 0.05), MetaSGD(tiny_mlp(seed=1), 0.05), sine_tasks(2)
+    spread_rates(learner, seed=1)
+    spread_rates(other, seed=2)
+    at_other = learner.meta_loss(tasks, params=other.parameters_dict()).item()
+    assert at_other == pytest.approx(other.meta_loss(tasks).item(), rel=1e-12)
+    assert at_other != pytest.approx(learner.meta_loss(tasks).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("vectorize, stacks", [(None, 0), (False, 0), (True, 1)], ids=["default", "loop", "vectorize"])
+def test_the_meta_batch_is_stacked_only_when_vectorize_is_asked(vectorize, stacks):
+    kwargs = {} if vectorize is None else {"vectorize": vectorize}
+    learner = MetaSGD(tiny_mlp(), 0.05, **kwargs)
+    with mock.patch.object(maml_module, "stack_tasks", wraps=maml_module.stack_tasks) as stack_tasks:
+        learner.meta_gradients(sine_tasks(3))
+    assert stack_tasks.call_count == stacks

@@ -423,6 +423,13 @@ def test_concatenate_and_stack_default_to_the_first_axis_and_accept_negative_axe
     np.testing.assert_array_equal(tm.stack([tm.tensor(c), tm.tensor(d)], axis=-1).data, np.stack([c, d], axis=-1))
 
 
+def test_max_pool2d_with_a_task_axis_pools_every_image_with_the_given_window_and_stride():
+    x = np.random.default_rng(4).standard_normal((2, 3, 1, 7, 7))
+    pooled = max_pool2d(tm.tensor(x), 3, stride=2)
+    expected = reference.max_pool2d_forward(x.reshape(6, 1, 7, 7), 3, 2)[0]
+    np.testing.assert_array_equal(pooled.data, expected.reshape(2, 3, 1, 3, 3))
+
+
 def test_conv2d_and_max_pool2d_defaults():
     """conv2d: stride 1, no padding; max_pool2d: stride equal to the window."""
     rng = np.random.default_rng(3)
@@ -459,12 +466,18 @@ ERRORS = [
                                                               r"align: a's last axis \(3\) must equal b's second-to-last \(4\)"),
     (lambda: tm.matmul(_t(2, 2, 3), _t(3, 3, 4)), ValueError,
      r"matmul: batch axes of shapes \(2, 2, 3\) and \(3, 3, 4\) cannot be broadcast"),
+    (lambda: conv2d(_t(1, 3, 5, 5), _t(4, 2, 3, 3)), ValueError,
+     r"conv2d: input has 3 channels but weight \(4, 2, 3, 3\) expects 2"),
+    (lambda: conv2d(_t(1, 1, 1, 3, 4), _t(1, 1, 1, 5, 1)), ValueError,
+     r"conv2d: kernel 5x1 is larger than the padded input 3x4 \(input \(1, 1, 1, 3, 4\), padding 0\)"),
     (lambda: conv2d(_t(1, 1, 3, 4), _t(1, 1, 5, 1)), ValueError,
      r"conv2d: kernel 5x1 is larger than the padded input 3x4 \(input \(1, 1, 3, 4\), padding 0\)"),
     (lambda: conv2d(_t(1, 1, 3, 4), _t(1, 1, 1, 6)), ValueError,
      r"conv2d: kernel 1x6 is larger than the padded input 3x4 \(input \(1, 1, 3, 4\), padding 0\)"),
     (lambda: conv2d(_t(1, 1, 3, 3, dtype=np.float32), _t(1, 1, 2, 2)), TypeError,
      "conv2d: input dtype float32 and weight dtype float64 differ"),
+    (lambda: conv2d(_t(1, 1, 5, 5, dtype=np.int64), _t(1, 1, 3, 3, dtype=np.int64), 2, 1), ValueError,
+     r"conv2d: input \(1, 1, 5, 5\), weight \(1, 1, 3, 3\), stride 2, padding 1: .*int64.*"),
     (lambda: max_pool2d(_t(2, 3), 2), ValueError, r"max_pool2d: expected NCHW input with 4 axes \(or 5 with a task axis first\), got shape \(2, 3\)"),
     (lambda: max_pool2d(_t(1, 1, 4, 4), 0, 1), ValueError,
      r"max_pool2d: kernel_size \(0\) and stride \(1\) must be positive"),

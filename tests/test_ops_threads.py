@@ -1,4 +1,5 @@
 """Intra-op parallelism: large ops cut into slabs give numpy's own results, bit for bit."""
+import threading
 from unittest import mock
 
 import numpy as np
@@ -53,6 +54,32 @@ def test_large_ops_use_the_pool_and_small_ones_do_not():
             assert slabs.call_count == 1
 
 
+def test_large_sums_use_the_pool_and_small_ones_do_not(four_threads_small_grain):
+    a = np.arange(4 * 512, dtype=np.float64).reshape(4, 512)   # the kept axis just long enough: one row per thread
+    with mock.patch.object(threads, "GRAIN", a.size), \
+            mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
+        np.testing.assert_array_equal(threads.sum(a[:, :8], (1,), False), a[:, :8].sum(axis=1))
+        assert slabs.call_count == 0
+        np.testing.assert_array_equal(threads.sum(a, (1,), False), a.sum(axis=1))
+        assert slabs.call_count == 1
+
+
+def test_a_result_with_one_row_per_thread_is_sliced(four_threads_small_grain):
+    a = np.ones((threads.THREADS, 512), np.float32)
+    with mock.patch.object(threads, "_run_slabs", wraps=threads._run_slabs) as slabs:
+        np.testing.assert_array_equal(threads.elementwise(np.add, a, a), 2 * a)
+    assert slabs.call_count == 1
+
+
+@pytest.mark.parametrize("axis", [(2,), (0,), (0, 2)], ids=["no-axis-to-slice", "sliced", "two-axes"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sums_have_numpys_dtype_and_shape(four_threads_small_grain, axis, keepdims):
+    a = np.random.default_rng(0).standard_normal((3, 2, 8)).astype(np.float32)
+    got, expected = threads.sum(a, axis, keepdims), a.sum(axis=axis, keepdims=keepdims)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
 def test_set_num_threads_resizes_the_pool_and_refuses_zero():
     before = threads.THREADS
     try:
@@ -67,3 +94,35 @@ def test_set_num_threads_resizes_the_pool_and_refuses_zero():
             threads.set_num_threads(0)
     finally:
         threads.set_num_threads(before)
+
+
+def test_a_single_row_operand_broadcasts_over_every_slab(four_threads_small_grain):
+    a, row = np.arange(24.0).reshape(8, 3), np.array([[1.0, -2.0, 3.0]])
+    np.testing.assert_array_equal(threads.elementwise(np.add, a, row), a + row)
+    np.testing.assert_array_equal(threads.elementwise(np.subtract, row, a), row - a)
+
+
+@pytest.mark.parametrize("length", [4, 7, 10])
+def test_slabs_cover_the_range_once_one_slab_per_thread(four_threads_small_grain, length):
+    slabs = []
+    threads._run_slabs(lambda lo, hi: slabs.append(range(length)[lo:hi]), length)
+    assert len(slabs) == threads.THREADS
+    assert sorted(i for slab in slabs for i in slab) == list(range(length))
+
+
+def test_two_threads_run_a_large_op_on_the_caller_and_one_worker_named_tinymeta():
+    before, caller, names = threads.THREADS, threading.current_thread().name, []
+
+    def add(a, b, out=None):  # np.add that records which thread computes
+        names.append(threading.current_thread().name)
+        return np.add(a, b, out=out)
+
+    a = np.ones((1024, 2), np.float32)
+    try:
+        threads.set_num_threads(2)
+        with mock.patch.object(threads, "GRAIN", a.size):
+            np.testing.assert_array_equal(threads.elementwise(add, a, a), 2 * a)
+    finally:
+        threads.set_num_threads(before)
+    workers = [name for name in names if name != caller]
+    assert len(workers) == 1 and workers[0].startswith("tinymeta"), names

@@ -41,6 +41,28 @@ def test_stops_as_soon_as_the_residual_is_below_the_tolerance():
     assert len(products) == loose.iterations
 
 
+def test_the_default_tolerance_is_a_relative_residual_of_1e_6():
+    a, _, b = spd_system(40, 3, condition=100.0)
+    default = conjugate_gradient(lambda v: a @ v, b)
+    explicit = conjugate_gradient(lambda v: a @ v, b, tol=1e-6)
+    assert default.residual <= 1e-6 and default.iterations == explicit.iterations
+    np.testing.assert_array_equal(default.x, explicit.x)
+
+
+def test_takes_no_more_products_than_max_iter():
+    a, _, b = spd_system(50, 2, condition=1e4)
+    products = []
+    with pytest.warns(ConvergenceWarning):
+        conjugate_gradient(lambda v: products.append(1) or a @ v, b, tol=1e-8, max_iter=3)
+    assert len(products) == 3
+
+
+def test_a_single_iteration_is_allowed():
+    solution = conjugate_gradient(lambda v: 2 * v, np.ones(3), max_iter=1)
+    assert solution.converged and solution.iterations == 1
+    np.testing.assert_allclose(solution.x, 0.5 * np.ones(3))
+
+
 def test_exact_in_n_steps_for_few_distinct_eigenvalues():
     """CG's defining property: with k distinct eigenvalues it is exact after k products."""
     rng = np.random.default_rng(1)
@@ -56,21 +78,53 @@ def test_warns_when_the_allowed_iterations_are_not_enough():
     a, x, b = spd_system(50, 2, condition=1e4)
     with pytest.warns(ConvergenceWarning, match="residual stayed above tol .* for all 3 iterations"):
         solution = conjugate_gradient(lambda v: a @ v, b, tol=1e-8, max_iter=3)
-    assert not solution.converged and solution.iterations == 3 and solution.residual > 1e-8
+    assert solution.converged is False and solution.iterations == 3 and solution.residual > 1e-8
+    true_residual = np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b)
+    assert solution.residual == pytest.approx(true_residual, rel=1e-6)
     # still the best it could do: closer to x than the starting point 0
     assert np.linalg.norm(solution.x - x) < np.linalg.norm(x)
 
 
+def test_stops_when_the_residual_reaches_the_tolerance_exactly():
+    """A = diag(1, 3), b = (1, 1): the first step leaves r = (1/2, -1/2), ||r|| = ||b|| / 2 exactly."""
+    solution = conjugate_gradient(lambda v: np.array([1.0, 3.0]) * v, np.ones(2), tol=0.5)
+    assert solution.converged and solution.iterations == 1 and solution.residual == 0.5
+
+
 def test_warns_on_a_matrix_that_is_not_positive_definite():
     a = np.diag([1.0, -1.0])
-    with pytest.warns(ConvergenceWarning, match="not positive definite"):
+    with pytest.warns(ConvergenceWarning, match=r"did not converge: a search direction had p\^T A p <= 0, so A is "
+                                                "not positive definite;"):
         solution = conjugate_gradient(lambda v: a @ v, np.array([1.0, 1.0]))
-    assert not solution.converged
+    assert solution.converged is False
+
+
+def test_on_a_direction_of_no_curvature_it_returns_the_iterate_it_had():
+    """A = diag(1, -1), b = (1, 1): the first direction b has b^T A b = 0, so x stays at its start, 0."""
+    a, b = np.diag([1.0, -1.0]), np.array([1.0, 1.0])
+    with pytest.warns(ConvergenceWarning):
+        solution = conjugate_gradient(lambda v: a @ v, b)
+    assert solution.iterations == 1
+    np.testing.assert_array_equal(solution.x, np.zeros(2))
+    assert solution.residual == pytest.approx(np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b), rel=1e-12)
+
+
+def test_the_warning_points_at_the_line_that_called_the_solver():
+    with pytest.warns(ConvergenceWarning) as record:
+        conjugate_gradient(lambda v: np.diag([1.0, -1.0]) @ v, np.array([1.0, 1.0]))
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_the_warning_says_the_result_is_approximate_and_what_would_help():
+    with pytest.warns(ConvergenceWarning) as record:
+        conjugate_gradient(lambda v: np.diag([1.0, -1.0]) @ v, np.array([1.0, 1.0]))
+    assert str(record[0].message).endswith("; the returned x is approximate (allow more iterations, loosen tol, "
+                                           "or make A better conditioned)")
 
 
 def test_zero_right_hand_side_gives_zero_without_a_product():
     solution = conjugate_gradient(lambda v: pytest.fail("no product needed"), np.zeros(4))
-    assert solution.converged and solution.iterations == 0 and not solution.x.any()
+    assert solution.converged and solution.iterations == 0 and solution.residual == 0.0 and not solution.x.any()
 
 
 @pytest.mark.parametrize("b, kwargs, message", [
