@@ -1,5 +1,6 @@
 """Threads that share a meta-batch in one process compute the one-thread meta-gradient,
 follow its training trajectory, and keep their grad modes apart."""
+import sys
 import threading
 
 import numpy as np
@@ -105,11 +106,53 @@ def test_a_thread_count_that_is_not_a_positive_integer_is_refused(threads):
 
 
 def test_a_model_with_running_statistics_is_refused_naming_them():
-    model = nn.omniglot_cnn(WAY, np.random.default_rng(1), channels=2, image_size=SIZE, dtype=np.float64,
-                            track_running_stats=True)
-    learner = MAML(model, inner_lr=0.1, loss_fn=cross_entropy, vectorize=True)
-    with pytest.raises(ValueError, match="running statistics .*running_mean"):
-        TaskThreads(2).meta_gradients(learner, conv_tasks(2))
+    model = nn.Sequential(nn.Linear(1, 4, np.random.default_rng(0), dtype=np.float64),
+                          nn.BatchNorm1d(4, track_running_stats=True, dtype=np.float64))
+    learner = MAML(model, inner_lr=0.1)
+    message = ("TaskThreads: the model keeps running statistics (1.running_mean, 1.running_var), which threads "
+               "would update at once; use one thread, or batch statistics only (track_running_stats=False)")
+    with pytest.raises(ValueError) as refused:
+        TaskThreads(2).meta_gradients(learner, SINE.sample(2, np.random.default_rng(0)))
+    assert str(refused.value) == message
+
+
+def test_without_threadpoolctl_the_error_names_it_and_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import threadpoolctl now fails
+    with pytest.raises(ImportError) as refused:
+        TaskThreads(2)
+    assert str(refused.value) == ("TaskThreads: needs threadpoolctl, to run each thread's BLAS on one core; "
+                                  "install it with  pip install 'tinymeta[examples]'")
+
+
+class Recording:
+    """A learner that records, for each share, the thread it ran on and the BLAS thread counts it saw."""
+
+    def __init__(self):
+        from threadpoolctl import threadpool_info
+        self.threadpool_info, self.seen, self.model = threadpool_info, [], tiny_mlp()
+
+    def meta_gradients(self, tasks):
+        blas = [pool["num_threads"] for pool in self.threadpool_info() if pool["user_api"] == "blas"]
+        self.seen.append((threading.current_thread().name, blas))
+        return 0.0, {"w": np.full(1, float(len(tasks)))}
+
+
+def test_each_share_runs_with_a_one_thread_blas_on_a_named_worker_or_the_caller():
+    learner = Recording()
+    threads = TaskThreads(3)
+    threads.meta_gradients(learner, list(range(6)))
+    threads.close()
+    names = sorted(name for name, _ in learner.seen)
+    assert names[0] == threading.current_thread().name and len(names) == 3
+    assert all(name.startswith("tinymeta-task") for name in names[1:])
+    assert all(blas and set(blas) == {1} for _, blas in learner.seen)
+
+
+def test_a_closed_team_takes_no_more_work():
+    threads = TaskThreads(2)
+    threads.close()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        threads.meta_gradients(Recording(), [1, 2])
 
 
 def test_grad_mode_belongs_to_the_thread_that_sets_it():
