@@ -18,7 +18,7 @@ disk; with NUMBA_DISABLE_JIT=1 the same code runs as plain Python.
 
 Threads. Every kernel is serial and releases the GIL (nogil), so threads that
 each take a share of a meta-batch run them side by side (tinymeta.meta.task_threads:
-1.4x a meta-iteration on 2 cores). Parallel loops inside the kernels (numba's
+1.6x a meta-iteration on 2 cores). Parallel loops inside the kernels (numba's
 prange) did not pay: each launch wakes threads that the BLAS products between
 the kernels also want (benchmarks/bench_kernels.py measures it), and numba's
 default threading layer cannot be entered from two threads at once.

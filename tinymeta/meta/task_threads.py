@@ -16,7 +16,7 @@ Python (whose grad mode is per thread, tinymeta/grad_mode.py). Meanwhile each
 worker's BLAS products run on one thread of their own (threadpoolctl):
 otherwise every worker's BLAS would start a thread per core, and threads
 waiting for a core stall each other's products. On 2 cores the Omniglot MAML
-meta-iteration ran about 1.4x faster than one thread driving a 2-thread BLAS
+meta-iteration ran about 1.6x faster than one thread driving a 2-thread BLAS
 (benchmarks/RESULTS.md).
 
 Not for models that keep batch norm's running statistics: the threads would
