@@ -41,3 +41,17 @@ def test_a_freed_large_array_stays_in_the_heap_for_reuse():
 @glibc_linux
 def test_tinymeta_malloc_system_returns_freed_arrays_to_the_kernel():
     assert kept_mb("system") < 50
+
+
+def test_elsewhere_than_linux_malloc_is_left_alone(monkeypatch):
+    monkeypatch.setattr(heap.sys, "platform", "darwin")
+    assert heap.keep_freed_memory() is False
+
+
+def test_a_c_library_without_mallopt_is_left_alone(monkeypatch):
+    class NoMallopt:  # musl and other C libraries have no glibc mallopt
+        def __init__(self, name):
+            pass
+    monkeypatch.setattr(heap.sys, "platform", "linux")
+    monkeypatch.setattr(heap.ctypes, "CDLL", NoMallopt)
+    assert heap.keep_freed_memory() is False
