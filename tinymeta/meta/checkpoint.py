@@ -62,10 +62,11 @@ def load_checkpoint(path, model, optimizer, rng):
     return meta["iteration"], meta["config"]
 
 
-def checkpoint_iteration(path):
-    """The iteration a checkpoint was written at (without loading it)."""
+def checkpoint_info(path):
+    """(iteration, config) of a checkpoint, without loading it into anything."""
     with np.load(Path(path)) as archive:
-        return json.loads(archive["meta.json"].tobytes().decode())["iteration"]
+        meta = json.loads(archive["meta.json"].tobytes().decode())
+    return meta["iteration"], meta["config"]
 
 
 def _generators(model):
