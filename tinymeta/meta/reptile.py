@@ -23,6 +23,11 @@ the Reptile gradient, under "inner_adam.m.<name>" and "inner_adam.v.<name>",
 so that every way of sharing a meta-batch averages them like the gradient;
 `carry` takes them in. The moments are part of `state_dict` (checkpoints), and
 test-time adaptation (`adapt`) starts from them too, as the paper's code does.
+
+When inner_batch is smaller than the support set, the minibatch order comes
+from the learner's own Generator: threads sharing a meta-batch (TaskThreads)
+draw from it in whatever order they run, so such a run is not bit-reproducible
+(each order is still a fair draw); MPI ranks each draw from their own copy.
 """
 from collections import OrderedDict
 
