@@ -23,10 +23,10 @@ from tinymeta.data import SineTasks
 from tinymeta.grad_mode import no_grad
 from tinymeta.meta import MAML, Pretrain, Reptile, meta_train
 from tinymeta.meta.distributed import communicator
-from tinymeta.optim import Adam
+from tinymeta.optim import Adam, InnerAdam
 from tinymeta.tensor import Tensor
 
-LEARNERS = ("maml", "maml-vectorized", "fomaml", "reptile", "pretrain")
+LEARNERS = ("maml", "maml-vectorized", "fomaml", "reptile", "reptile-adam", "pretrain")
 META_BATCHES = (1, 3, 4)  # fewer tasks than ranks, not divisible by 2, divisible by 2
 SOURCE = SineTasks(shots=5, queries=6, dtype=np.float64)
 
@@ -45,6 +45,9 @@ def learner(name, model):
         return MAML(model, inner_lr=0.05, inner_steps=2, first_order=True)
     if name == "reptile":
         return Reptile(model, inner_lr=0.05, inner_steps=3, inner_batch=SOURCE.shots, outer_lr=0.1)
+    if name == "reptile-adam":  # its carried inner moments are averaged over the ranks like the gradient
+        return Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=SOURCE.shots, outer_lr=0.1,
+                       inner_optimizer=InnerAdam())
     return Pretrain(model)
 
 

@@ -1,4 +1,5 @@
 """The examples run end to end (tiny budgets): what a newcomer types first must work."""
+import json
 import os
 import re
 import subprocess
@@ -71,3 +72,88 @@ def test_omniglot_example_with_learned_rates_or_implicit_gradients(tmp_path, sha
     assert "test accuracy" in out
     with np.load(tmp_path / "best.npz") as best:
         assert ("inner_lr.0.weight" in best.files) == (algo == "metasgd")   # learned rates are kept with phi
+
+
+# --- Omniglot: the published settings, Reptile's run, resuming ------------------------------
+# The papers' command lines, verbatim (cbfinn/maml main.py; openai/supervised-reptile README), and the
+# omniglot.py settings each flag is; the defaults must be these commands.
+PUBLISHED = {
+    ("maml", 5, 1): "--meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1 "
+                    "--metatrain_iterations=40000",
+    ("maml", 20, 1): "--meta_batch_size=16 --update_batch_size=1 --num_classes=20 --update_lr=0.1 --num_updates=5 "
+                     "--metatrain_iterations=40000",
+    ("reptile", 5, 1): "--shots 1 --inner-batch 10 --inner-iters 5 --meta-step 1 --meta-batch 5 --meta-iters 100000 "
+                       "--eval-batch 5 --eval-iters 50 --learning-rate 0.001 --meta-step-final 0 --train-shots 10",
+    ("reptile", 5, 5): "--train-shots 10 --inner-batch 10 --inner-iters 5 --learning-rate 0.001 --meta-step 1 "
+                       "--meta-step-final 0 --meta-batch 5 --meta-iters 100000 --eval-batch 5 --eval-iters 50",
+    ("reptile", 20, 1): "--shots 1 --classes 20 --inner-batch 20 --inner-iters 10 --meta-step 1 --meta-batch 5 "
+                        "--meta-iters 200000 --eval-batch 10 --eval-iters 50 --learning-rate 0.0005 "
+                        "--meta-step-final 0 --train-shots 10",
+}
+FLAGS = {"meta_batch_size": "meta_batch", "update_batch_size": "shot", "update_lr": "inner_lr",
+         "num_updates": "inner_steps", "metatrain_iterations": "iters", "num_classes": "way",
+         "shots": "shot", "classes": "way", "inner-batch": "inner_batch", "inner-iters": "inner_steps",
+         "meta-step": "outer_lr", "meta-batch": "meta_batch", "meta-iters": "iters", "eval-batch": "eval_batch",
+         "eval-iters": "eval_steps", "learning-rate": "inner_lr", "meta-step-final": "meta_step_final",
+         "train-shots": "train_shots"}
+
+
+def omniglot_defaults(*argv):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import omniglot
+    finally:
+        sys.path.pop(0)
+    return vars(omniglot.parse_args(list(argv)))
+
+
+def published_flags(command):
+    pairs = [flag.lstrip("-").replace("=", " ").split() for flag in re.findall(r"--\S+(?:[= ][^-\s]\S*)?", command)]
+    return {FLAGS[name]: float(value) for name, value in pairs}
+
+
+@pytest.mark.parametrize("algo, way, shot", list(PUBLISHED), ids=lambda v: str(v))
+def test_omniglot_defaults_are_the_papers_commands(algo, way, shot):
+    settings = omniglot_defaults("--algo", algo, "--way", str(way), "--shot", str(shot))
+    for name, value in published_flags(PUBLISHED[(algo, way, shot)]).items():
+        assert settings[name] == value, name
+    assert settings["inner_optimizer"] == ("adam" if algo == "reptile" else "sgd")
+
+
+def test_omniglot_first_order_maml_runs_maml_settings_and_20_way_evaluates_with_its_5_steps():
+    maml, fomaml = (omniglot_defaults("--algo", algo, "--way", "20") for algo in ("maml", "fomaml"))
+    assert {k: v for k, v in maml.items() if k != "algo"} == {k: v for k, v in fomaml.items() if k != "algo"}
+    assert maml["eval_steps"] == 5 and omniglot_defaults()["eval_steps"] == 3
+
+
+def test_omniglot_refuses_reptile_settings_for_maml():
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot.py"), "--inner-batch", "4"],
+                            capture_output=True, text=True, env=ENVIRONMENT)
+    assert result.returncode != 0 and "--inner-batch apply to Reptile only (--algo reptile), not to --algo maml" \
+        in result.stderr
+
+
+def test_omniglot_reptile_resumes_and_reports_both_batch_norms(tmp_path, shared_dir):
+    """Reptile with its inner Adam: the moments are in the best checkpoint, a resumed run continues
+    the history and its training seconds, and a resume with other settings is refused."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    args = ["--data", shared_dir / "data" / "omniglot", "--algo", "reptile", "--meta-batch", 2, "--val-every", 1,
+            "--val-tasks", 2, "--eval-tasks", 3, "--eval-steps", 3, "--out", tmp_path, "--no-progress"]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run("omniglot.py", *args, "--iters", 2, env=env)
+    out = run("omniglot.py", *args, "--iters", 3, "--resume", env=env)
+    assert "iteration 3:" in out and "iteration 2:" not in out
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2, 3]
+    seconds = [h["train_seconds"] for h in history]
+    assert 0 < seconds[0] < seconds[1] < seconds[2]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["test"]) == {"transductive", "support-stats"} and results["iterations"] == 3
+    assert results["command"].startswith("python examples/omniglot.py --data") and "--resume" not in results["command"]
+    with np.load(tmp_path / "best.npz") as best:
+        assert "inner_adam.v.0.weight" in best.files and int(best["inner_adam.t"]) > 0
+    refused = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot.py"), *map(str, args), "--iters", "4",
+                              "--inner-lr", "0.01", "--resume"], capture_output=True, text=True, cwd=ROOT,
+                             env={**ENVIRONMENT, **env})
+    assert refused.returncode != 0 and "'inner_lr': (0.001, 0.01)" in refused.stderr

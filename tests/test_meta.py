@@ -11,7 +11,7 @@ from tinymeta.data import Examples, SineTasks, Task
 from tinymeta.data.task import stack_tasks
 from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, load_checkpoint, meta_train, save_checkpoint
 from tinymeta.nn.functional import accuracy, cross_entropy, mse_loss
-from tinymeta.optim import SGD, Adam
+from tinymeta.optim import SGD, Adam, InnerAdam
 
 
 def tiny_mlp(seed=0, dtype=np.float64, hidden=4, act=nn.Tanh):
@@ -135,7 +135,7 @@ def test_vectorized_reptile_equals_the_per_task_loop():
 def test_reptile_minibatches_cover_the_support_set():
     reptile = Reptile(tiny_mlp(), 0.05, inner_steps=5, inner_batch=2, outer_lr=0.5, rng=np.random.default_rng(0))
     support = Examples(np.arange(5.0).reshape(5, 1), np.arange(5.0).reshape(5, 1))
-    batches = reptile._minibatches(support)
+    batches = reptile._minibatches(support, 5, 2, stacked=False)
     assert len(batches) == 5 and all(len(b) == 2 for b in batches)
     seen = np.concatenate([b.inputs.ravel() for b in batches])
     assert set(seen[:4]) | set(seen[4:6]) >= {0.0, 1.0, 2.0, 3.0, 4.0}  # the first pass visits every example
@@ -343,7 +343,7 @@ def test_reptile_minibatches_follow_its_generator_and_keep_every_column():
     """Minibatches walk through fresh permutations drawn from the learner's generator."""
     support = Examples(np.arange(12.0).reshape(6, 2), np.arange(6.0).reshape(6, 1) * 10)
     batches = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=4, outer_lr=0.5,
-                      rng=np.random.default_rng(5))._minibatches(support)
+                      rng=np.random.default_rng(5))._minibatches(support, 2, 4, stacked=False)
     rng = np.random.default_rng(5)
     order = np.concatenate([rng.permutation(6), rng.permutation(6)])
     for batch, picks in zip(batches, (order[:4], order[4:8])):
@@ -353,7 +353,7 @@ def test_reptile_minibatches_follow_its_generator_and_keep_every_column():
 
 def test_reptile_without_a_generator_is_reproducible_and_allows_batches_of_one():
     support = Examples(np.arange(5.0).reshape(5, 1), np.arange(5.0).reshape(5, 1))
-    first, second = (Reptile(tiny_mlp(), 0.05, inner_steps=3, inner_batch=1, outer_lr=0.5)._minibatches(support)
+    first, second = (Reptile(tiny_mlp(), 0.05, inner_steps=3, inner_batch=1, outer_lr=0.5)._minibatches(support, 3, 1, stacked=False)
                      for _ in range(2))
     for a, b in zip(first, second):
         assert a.inputs.shape == (1, 1)
@@ -365,7 +365,7 @@ def test_vectorized_reptile_draws_minibatches_along_the_example_axis():
     tasks = sine_tasks(3, shots=6)
     stacked = stack_tasks(tasks).support
     batches = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=4, outer_lr=0.5, rng=np.random.default_rng(1),
-                      vectorize=True)._minibatches(stacked)
+                      vectorize=True)._minibatches(stacked, 2, 4, stacked=True)
     order = np.random.default_rng(1).permutation(6)
     assert batches[0].inputs.shape == (3, 4, 1) and batches[0].targets.shape == (3, 4, 1)
     np.testing.assert_array_equal(batches[0].inputs, stacked.inputs[:, order[:4]])
@@ -525,3 +525,104 @@ def test_a_non_finite_meta_loss_names_the_iteration():
                                                  "inner or outer learning rate$"):
         meta_train(MAML(model, inner_lr=1e6, inner_steps=3), SineTasks(), SGD(model.parameters_dict(), lr=1e6),
                    20, 4, np.random.default_rng(0), progress=False)
+
+
+# --- Reptile with Adam in the inner loop (as its paper's code) ---------------------------
+def adam_reptile(model, vectorize=False, inner_batch=100, rng=None):
+    return Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=inner_batch, outer_lr=0.5, vectorize=vectorize,
+                   rng=rng, inner_optimizer=InnerAdam(betas=(0.0, 0.999)))
+
+
+def test_reptile_keeps_sgd_and_carries_nothing_by_default():
+    reptile = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=10, outer_lr=0.5)
+    assert list(reptile.averaged()) == list(reptile.parameters_dict())
+    assert set(reptile.state_dict()) == set(reptile.model.state_dict())
+    _, grads = reptile.meta_gradients(sine_tasks(2))
+    assert set(grads) == set(reptile.parameters_dict())
+
+
+def test_reptile_inner_adam_carries_the_task_mean_of_the_second_moments_and_counts_the_steps():
+    """One full-batch inner step from zero moments: v_n = (1 - b2) g_n^2 with g_n task n's support gradient."""
+    model = tiny_mlp()
+    reptile = Reptile(model, inner_lr=0.01, inner_steps=1, inner_batch=100, outer_lr=0.5,
+                      inner_optimizer=InnerAdam(betas=(0.0, 0.9)))
+    tasks = sine_tasks(3)
+    phi = model.parameters_dict()
+    squares = []
+    for task in tasks:
+        loss = mse_loss(model(task.support.inputs), task.support.targets)
+        squares.append([g.data ** 2 for g in tm.grad(loss, list(phi.values()))])
+    reptile.meta_step(tasks, reptile.optimizer())
+    assert reptile.moments.t == 1
+    for i, name in enumerate(phi):
+        np.testing.assert_allclose(reptile.moments.v[name], 0.1 * np.mean([sq[i] for sq in squares], axis=0),
+                                   rtol=1e-12)
+
+
+def test_vectorized_reptile_with_inner_adam_equals_the_per_task_loop():
+    """Gradients and carried moments agree, also from moments carried over (second iteration), float64."""
+    tasks = [sine_tasks(4, seed=1), sine_tasks(4, seed=2)]
+    results = []
+    for vectorize in (False, True):
+        reptile = adam_reptile(tiny_mlp(), vectorize=vectorize)
+        reptile.meta_step(tasks[0], reptile.optimizer())
+        results.append(reptile.meta_gradients(tasks[1]))
+    (loss_loop, loop), (loss_batched, batched) = results
+    assert set(loop) == set(batched) and any(name.startswith("inner_adam.v.") for name in loop)
+    assert loss_batched == pytest.approx(loss_loop, rel=1e-12)
+    for name in loop:
+        np.testing.assert_allclose(batched[name], loop[name], rtol=1e-10, atol=1e-15, err_msg=name)
+
+
+def test_reptile_inner_adam_moments_survive_a_checkpoint(tmp_path):
+    reptile = adam_reptile(tiny_mlp())
+    optimizer = reptile.optimizer()
+    reptile.meta_step(sine_tasks(2), optimizer)
+    save_checkpoint(tmp_path / "c.npz", reptile, optimizer, 1, np.random.default_rng(0))
+    restored = adam_reptile(tiny_mlp(seed=1))
+    load_checkpoint(tmp_path / "c.npz", restored, restored.optimizer(), np.random.default_rng(1))
+    assert restored.moments.t == reptile.moments.t == 3
+    for name in reptile.moments.v:
+        np.testing.assert_array_equal(restored.moments.v[name], reptile.moments.v[name])
+
+
+def test_resumed_reptile_with_inner_adam_and_minibatches_continues_exactly(tmp_path):
+    """The moments and the learner's own minibatch generator are restored with the run's."""
+    source = SineTasks(shots=6, queries=5)
+
+    def run(iterations, checkpoint=None, resume=False):
+        reptile = adam_reptile(tiny_mlp(dtype=np.float32), inner_batch=4, rng=np.random.default_rng(9))
+        meta_train(reptile, source, reptile.optimizer(), iterations, 3, np.random.default_rng(3), eval_every=4,
+                   checkpoint=checkpoint, resume=resume, progress=False)
+        return reptile
+
+    straight = run(8)
+    run(4, tmp_path / "ckpt.npz")
+    resumed = run(8, tmp_path / "ckpt.npz", resume=True)
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
+def test_a_checkpoint_of_sgd_reptile_is_refused_by_adam_reptile_and_back(tmp_path):
+    plain = Reptile(tiny_mlp(), 0.05, inner_steps=2, inner_batch=10, outer_lr=0.5)
+    with pytest.raises(KeyError, match="inner Adam moments missing"):
+        adam_reptile(tiny_mlp()).load_state_dict(plain.state_dict())
+    with pytest.raises(KeyError, match="this Reptile's inner loop is SGD"):
+        plain.load_state_dict(adam_reptile(tiny_mlp()).state_dict())
+
+
+def test_evaluate_runs_a_learners_own_inner_loop_batched_as_one_by_one():
+    """Reptile's adapt (inner Adam, minibatches of 2) as evaluate's adapter: stacked tasks score as single ones."""
+    tasks = sine_tasks(3, shots=4)
+    scores = []
+    for task_batch in (3, 1):
+        reptile = adam_reptile(tiny_mlp(), inner_batch=4)
+        reptile.meta_step(sine_tasks(2, seed=5), reptile.optimizer())
+
+        def adapter(start, support, loss_fn, k):
+            return reptile.adapt(start, support, loss_fn, steps=k, batch=4)
+        scores.append(evaluate(reptile.model, tasks, mse_loss, None, steps=[0, 5], task_batch=task_batch,
+                               adapter=adapter)["loss"])
+    for k in (0, 5):
+        assert scores[0][k].mean == pytest.approx(scores[1][k].mean, rel=1e-10)
+    assert scores[0][5].mean < scores[0][0].mean

@@ -5,7 +5,7 @@ import pytest
 import tinymeta as tm
 from tinymeta import nn
 from tinymeta.nn import functional as F
-from tinymeta.optim import SGD, Adam, sgd_step
+from tinymeta.optim import SGD, Adam, InnerAdam, sgd_step
 
 
 def param(values):
@@ -119,3 +119,54 @@ def test_training_lowers_the_loss_on_a_separable_problem(make_optimizer):
     final = F.cross_entropy(model(inputs), labels)
     assert final.item() < 0.3 * first
     assert F.accuracy(model(inputs), labels) > 0.95
+
+
+# --- Adam as an inner-loop step -------------------------------------------------------
+def test_inner_adam_follows_the_adam_formula_for_two_steps_and_counts_them():
+    p = param([1.0, -2.0])
+    adam = InnerAdam(betas=(0.5, 0.9), eps=1e-8)
+    step = adam.stepper(adam.zero_moments({"p": p}))
+    g1, g2 = np.array([0.5, -1.0]), np.array([-1.0, 0.25])
+    after1 = step({"p": p}, [tm.tensor(g1)], 0.1)
+    after2 = step(after1, [tm.tensor(g2)], 0.1)
+    m1, v1 = 0.5 * g1, 0.1 * g1 ** 2
+    m2, v2 = 0.5 * m1 + 0.5 * g2, 0.9 * v1 + 0.1 * g2 ** 2
+    expected1 = p.data - 0.1 * (m1 / 0.5) / (np.sqrt(v1 / 0.1) + 1e-8)
+    expected2 = expected1 - 0.1 * (m2 / 0.75) / (np.sqrt(v2 / 0.19) + 1e-8)
+    np.testing.assert_allclose(after1["p"].data, expected1, rtol=1e-13)
+    np.testing.assert_allclose(after2["p"].data, expected2, rtol=1e-13)
+    np.testing.assert_allclose(step.moments.v["p"], v2, rtol=1e-13)
+    assert step.moments.t == 2
+    np.testing.assert_array_equal(p.data, [1.0, -2.0])   # never in place
+
+
+def test_inner_adam_without_momentum_first_steps_each_coordinate_by_the_learning_rate():
+    """beta1 = 0 (Reptile's code): from zero moments the first step is lr * g / |g|."""
+    p = param([3.0, 0.0, -1.0])
+    adam = InnerAdam()
+    g = np.array([2.0, -0.1, 0.5])
+    after = adam.stepper(adam.zero_moments({"p": p}))({"p": p}, [tm.tensor(g)], 0.01)
+    np.testing.assert_allclose(after["p"].data, p.data - 0.01 * np.sign(g), rtol=1e-6)
+
+
+def test_inner_adam_starts_from_the_moments_it_is_given():
+    p = param([1.0])
+    adam = InnerAdam(betas=(0.0, 0.5))
+    carried = adam.stepper(adam.zero_moments({"p": p}))
+    carried({"p": p}, [tm.tensor(np.array([4.0]))], 1.0)           # v = 8, t = 1
+    after = adam.stepper(carried.moments)({"p": p}, [tm.tensor(np.array([1.0]))], 1.0)
+    v = 0.5 * 8.0 + 0.5 * 1.0                                        # t = 2: v_hat = v / 0.75
+    np.testing.assert_allclose(after["p"].data, 1.0 - 1.0 / (np.sqrt(v / 0.75) + 1e-8), rtol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs", [{"betas": (1.0, 0.999)}, {"betas": (0.0,)}, {"eps": 0.0}])
+def test_inner_adam_refuses_bad_settings(kwargs):
+    with pytest.raises(ValueError, match="InnerAdam: betas must be two numbers in \\[0, 1\\) and eps positive"):
+        InnerAdam(**kwargs)
+
+
+def test_inner_adam_takes_one_learning_rate():
+    p = param([1.0])
+    adam = InnerAdam()
+    with pytest.raises(TypeError, match="InnerAdam: takes one learning rate"):
+        adam.stepper(adam.zero_moments({"p": p}))({"p": p}, [tm.tensor(np.array([1.0]))], {"p": 0.1})

@@ -12,7 +12,7 @@ from tinymeta.data import Examples, SineTasks, Task
 from tinymeta.meta import IMAML, MAML, MetaSGD, Pretrain, Reptile, TaskThreads, meta_train
 from tinymeta.meta.distributed import SingleProcess
 from tinymeta.nn.functional import cross_entropy
-from tinymeta.optim import Adam
+from tinymeta.optim import Adam, InnerAdam
 
 pytest.importorskip("threadpoolctl", reason="TaskThreads needs threadpoolctl; pip install 'tinymeta[test]'")
 
@@ -38,6 +38,8 @@ LEARNERS = {
     "maml-vectorized": lambda model: MAML(model, inner_lr=0.05, inner_steps=2, vectorize=True),
     "fomaml": lambda model: MAML(model, inner_lr=0.05, inner_steps=2, first_order=True),
     "reptile": lambda model: Reptile(model, inner_lr=0.05, inner_steps=3, inner_batch=SINE.shots, outer_lr=0.1),
+    "reptile-adam": lambda model: Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=SINE.shots, outer_lr=0.1,
+                                          inner_optimizer=InnerAdam()),
     "pretrain": lambda model: Pretrain(model),
     "metasgd": lambda model: MetaSGD(model, 0.05, inner_steps=2),
     "imaml": lambda model: IMAML(model, inner_lr=0.05, inner_steps=3, lam=2.0, cg_steps=4),

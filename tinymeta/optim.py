@@ -7,11 +7,15 @@ Adam's moments, the step count) is plain arrays, saved and restored with
 operators only, so it runs wherever the parameters live.
 
 `sgd_step` is different: it returns *new* tensors, p - lr * g, built with the
-differentiable ops, so that MAML can differentiate through it.
+differentiable ops, so that MAML can differentiate through it. `InnerAdam` is
+Adam as such an inner step (Reptile's code runs its inner loop with it): it
+returns new tensors too, and its moments travel in an `AdamMoments` value that
+the caller keeps from one adaptation to the next.
 """
 from collections import OrderedDict
+from dataclasses import dataclass
 
-from .backend import device_of, to_device
+from .backend import device_of, get_array_module, to_device
 from .grad_mode import no_grad
 from .tensor import Tensor
 
@@ -31,6 +35,73 @@ def sgd_step(params, grads, lr):
     if missing:
         raise KeyError(f"sgd_step: no learning rate for parameters {missing}")
     return OrderedDict((name, p - lr[name] * g) for (name, p), g in zip(params.items(), grads))
+
+
+def adam_update(g, m, v, t, lr, betas, eps):
+    """One Adam step on arrays at step count t (from 1): returns (delta, m, v), the new
+    parameter being p - delta, with
+
+        m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2,
+        delta = lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    """
+    b1, b2 = betas
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    return lr * m_hat / (v_hat ** 0.5 + eps), m, v
+
+
+@dataclass(frozen=True)
+class AdamMoments:
+    """Adam's state: first and second moments {name: array} and the number of steps t they have seen."""
+    m: dict
+    v: dict
+    t: int
+
+
+class InnerAdam:
+    """Adam as an inner-loop step: `stepper(moments)` gives a step(params, grads, lr) for
+    `adapt`, returning new tensors and advancing its own copy of the moments (read
+    back from `stepper.moments`). First order only: the moments and the step are
+    constants, so nothing is differentiated through them. Reptile's published code
+    uses betas (0, 0.999): no momentum, each coordinate's step scaled by its RMS gradient.
+    """
+
+    def __init__(self, betas=(0.0, 0.999), eps=1e-8):
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas) or eps <= 0:
+            raise ValueError(f"InnerAdam: betas must be two numbers in [0, 1) and eps positive, "
+                             f"got betas={betas!r}, eps={eps!r}")
+        self.betas, self.eps = tuple(betas), eps
+
+    def zero_moments(self, params):
+        """The moments before any step: zeros shaped like each parameter, t = 0."""
+        zeros = {name: get_array_module(p.data).zeros_like(p.data) for name, p in params.items()}
+        return AdamMoments(zeros, dict(zeros), 0)
+
+    def stepper(self, moments):
+        return _AdamStepper(self, moments)
+
+
+class _AdamStepper:
+    """One adaptation's Adam steps; `moments` is where they have got to."""
+
+    def __init__(self, adam, moments):
+        self.adam, self.moments = adam, moments
+
+    def __call__(self, params, grads, lr):
+        if isinstance(lr, dict):
+            raise TypeError("InnerAdam: takes one learning rate, not one per parameter")
+        if len(params) != len(grads):
+            raise ValueError(f"InnerAdam: {len(params)} parameters but {len(grads)} gradients")
+        t = self.moments.t + 1
+        new, m, v = OrderedDict(), {}, {}
+        for (name, p), g in zip(params.items(), grads):
+            delta, m[name], v[name] = adam_update(g.data, self.moments.m[name], self.moments.v[name], t, lr,
+                                                  self.adam.betas, self.adam.eps)
+            new[name] = p - Tensor(delta)
+        self.moments = AdamMoments(m, v, t)
+        return new
 
 
 class Optimizer:
@@ -124,12 +195,8 @@ class Adam(Optimizer):
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
     def update(self, p, g, state):
-        b1, b2 = self.betas
         if self.weight_decay:
             g = g + self.weight_decay * p
-        m = state["m"] = b1 * state.get("m", 0.0) + (1 - b1) * g
-        v = state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g * g
-        t = self.step_count
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
-        return p - self.lr * m_hat / (v_hat ** 0.5 + self.eps)
+        delta, state["m"], state["v"] = adam_update(g, state.get("m", 0.0), state.get("v", 0.0), self.step_count,
+                                                    self.lr, self.betas, self.eps)
+        return p - delta

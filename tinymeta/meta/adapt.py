@@ -8,7 +8,8 @@ gradient descent on the support loss:
 With `create_graph=True` each gradient is itself recorded, so the adapted
 parameters are differentiable functions of theta_0 through every step: that is
 MAML. With `create_graph=False` the gradients are constants: first-order MAML
-and Reptile.
+and Reptile. The step itself is plain SGD unless another `step` is passed in:
+Reptile's published code takes Adam steps (optim.InnerAdam), first order.
 """
 from ..autograd import grad
 from ..ops import broadcast_to
@@ -16,13 +17,14 @@ from ..optim import sgd_step
 from ..tensor import Tensor
 
 
-def adapt(model, params, support, loss_fn, steps, lr, create_graph):
-    """The parameters after `steps` SGD steps on `support`, as a new dict (never in place)."""
+def adapt(model, params, support, loss_fn, steps, lr, create_graph, step=sgd_step):
+    """The parameters after `steps` steps on `support`, as a new dict (never in place);
+    step(params, grads, lr) -> new params is one SGD step unless told otherwise."""
     inputs, targets = support
     for _ in range(steps):
         loss = loss_fn(model(inputs, params=params), targets)
         grads = grad(loss, list(params.values()), create_graph=create_graph)
-        params = sgd_step(params, grads, lr)
+        params = step(params, grads, lr)
     return params
 
 

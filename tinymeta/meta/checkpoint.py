@@ -1,10 +1,11 @@
 """Checkpoints a meta-training run can resume from.
 
 One .npz file holds what the learner trains (the model's parameters and
-buffers; Meta-SGD's learned rates too), the optimizer's state,
-the iteration reached, the run's configuration and the state of its random
-generator, so that a resumed run draws the same tasks an uninterrupted one
-would have. It is written to a temporary file and renamed, so an interrupted
+buffers; Meta-SGD's learned rates and Reptile's inner Adam moments too), the
+optimizer's state, the iteration reached, the run's configuration and the
+states of its random generator and of the learner's own (Reptile's minibatch
+order), so that a resumed run draws the same tasks an uninterrupted one would
+have. It is written to a temporary file and renamed, so an interrupted
 save never leaves a half-written checkpoint.
 """
 import json
@@ -23,6 +24,7 @@ def save_checkpoint(path, model, optimizer, iteration, rng, config=None):
     for param, state in optim["state"].items():
         arrays.update({f"optimizer/{param}/{key}": to_numpy(value) for key, value in state.items()})
     meta = {"iteration": iteration, "config": config or {}, "rng": rng.bit_generator.state,
+            "generators": {name: g.bit_generator.state for name, g in _generators(model).items()},
             "optimizer": {"lr": optim["lr"], "step_count": optim["step_count"], "params": list(optim["state"])}}
     arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     path = Path(path)
@@ -50,4 +52,22 @@ def load_checkpoint(path, model, optimizer, rng):
     optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
                                "state": state})
     rng.bit_generator.state = meta["rng"]
+    generators = _generators(model)
+    saved = meta.get("generators", {})
+    if set(saved) != set(generators):
+        raise KeyError(f"load_checkpoint: the checkpoint holds generators {sorted(saved)}, the learner draws "
+                       f"from {sorted(generators)}")
+    for name, generator in generators.items():
+        generator.bit_generator.state = saved[name]
     return meta["iteration"], meta["config"]
+
+
+def checkpoint_info(path):
+    """(iteration, config) of a checkpoint, without loading it into anything."""
+    with np.load(Path(path)) as archive:
+        meta = json.loads(archive["meta.json"].tobytes().decode())
+    return meta["iteration"], meta["config"]
+
+
+def _generators(model):
+    return model.generators() if hasattr(model, "generators") else {}

@@ -11,7 +11,8 @@ flat buffer and divide by N:
 
 the one-process meta-gradient up to the order of the additions. It holds for
 MAML, first-order MAML, Reptile (whose "gradient" phi - mean_n theta_n is a mean
-over tasks too) and pre-training (with tasks of equal size). Every rank then
+over tasks too, as are the inner Adam moments it carries) and pre-training (with
+tasks of equal size): the buffer holds everything `learner.averaged()` names. Every rank then
 takes the same optimizer step on the same numbers, so the parameters stay equal
 without being sent again; a checksum compared every `check_every` iterations
 turns a rank that drifted anyway into an error instead of a wrong model.
@@ -123,10 +124,10 @@ class MPICommunicator:
 
     def meta_gradients(self, learner, tasks):
         """(meta-loss, {name: meta-gradient}) of the whole meta-batch; this rank adapts only its share."""
-        params = learner.parameters_dict()
+        params = {name: _array(value) for name, value in learner.averaged().items()}
         share = tasks[share_of(len(tasks), self.rank, self.size)]
         dtype = np.result_type(*(p.dtype for p in params.values()))
-        flat = np.zeros(1 + sum(p.data.size for p in params.values()), dtype=dtype)  # [loss, grads...]
+        flat = np.zeros(1 + sum(p.size for p in params.values()), dtype=dtype)  # [loss, grads...]
         if share:
             loss, grads = learner.meta_gradients(share)
             flat[0] = loss
@@ -138,13 +139,18 @@ class MPICommunicator:
         return float(total[0]), _unflatten(total[1:], params)
 
     def synchronise(self, learner, optimizer, rng, iteration):
-        """Rank 0's parameters, buffers, optimizer state, generator state and iteration, on every rank."""
-        mine = (learner.state_dict(), optimizer.state_dict(), rng.bit_generator.state, iteration)
-        learner_state, optimizer_state, rng_state, iteration = self.broadcast(mine if self.is_root else None)
+        """Rank 0's parameters, buffers, optimizer state, generator states and iteration, on every rank."""
+        generators = learner.generators()
+        mine = (learner.state_dict(), optimizer.state_dict(), rng.bit_generator.state,
+                {name: g.bit_generator.state for name, g in generators.items()}, iteration)
+        learner_state, optimizer_state, rng_state, generator_states, iteration = self.broadcast(
+            mine if self.is_root else None)
         if not self.is_root:
             learner.load_state_dict(learner_state)
             optimizer.load_state_dict(optimizer_state)
             rng.bit_generator.state = rng_state
+            for name, generator in generators.items():
+                generator.bit_generator.state = generator_states[name]
         return iteration
 
     def check_agreement(self, learner, iteration):
@@ -166,13 +172,13 @@ def _array(gradient):
     return gradient.data if isinstance(gradient, Tensor) else gradient
 
 
-def _unflatten(flat, params):
-    """{name: the piece of `flat` shaped like params[name], on that parameter's device}."""
+def _unflatten(flat, arrays):
+    """{name: the piece of `flat` shaped like arrays[name], on that array's device}."""
     grads, offset = {}, 0
-    for name, p in params.items():
-        piece = flat[offset:offset + p.data.size].reshape(p.shape)
-        grads[name] = to_device(piece, device_of(p.data))
-        offset += p.data.size
+    for name, a in arrays.items():
+        piece = flat[offset:offset + a.size].reshape(a.shape)
+        grads[name] = to_device(piece, device_of(a))
+        offset += a.size
     return grads
 
 

@@ -4,7 +4,10 @@ For each test task, adapt phi on its support set with plain SGD and score the
 query set after each number of steps asked for (0 = phi itself). The step is
 the one the learner meta-trained with: inner_lr is a number, or Meta-SGD's
 learned per-parameter rates; proximal = lambda > 0 adds iMAML's pull
-lambda (theta - phi) toward the initialisation. Results are the mean over
+lambda (theta - phi) toward the initialisation. A learner with an inner loop of
+its own (Reptile's minibatches and inner Adam) passes it as `adapter(start,
+support, loss_fn, k) -> theta after k steps from start`, run from the start for
+each k asked for. Results are the mean over
 tasks and the half-width of a 95% confidence interval, 1.96 * std / sqrt(number
 of tasks).
 
@@ -39,7 +42,7 @@ def estimate(values):
 
 
 def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, params=None, proximal=0.0,
-             task_batch=32):
+             task_batch=32, adapter=None):
     """{"loss": {k: Estimate}, and "metric": {k: Estimate} when `metric(prediction, targets)` is given}."""
     steps = sorted(set(steps))
     if not tasks:
@@ -55,42 +58,46 @@ def evaluate(model, tasks, loss_fn, inner_lr, steps=(0, 1, 10), metric=None, par
     equal_sizes = len({(t.support.inputs.shape, t.query.inputs.shape) for t in tasks}) == 1
     if equal_sizes:
         for start in range(0, len(tasks), task_batch):
-            _scores_stacked(model, tasks[start:start + task_batch], phi, loss_fn, inner_lr, proximal, steps, metric,
-                            scores)
+            _scores_stacked(model, tasks[start:start + task_batch], phi, loss_fn, inner_lr, proximal, adapter, steps,
+                            metric, scores)
     else:
-        _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores)
+        _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, adapter, steps, metric, scores)
     return {kind: {k: estimate(v) for k, v in per_step.items()} for kind, per_step in scores.items()}
 
 
-def _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores):
+def _adapted(model, start, support, loss_fn, inner_lr, proximal, adapter, steps):
+    """(k, theta after k steps from start) for each k in steps: the adapter run from the start
+    for each k, or (proximal) SGD steps of inner_lr taken once, scored on the way."""
+    if adapter is not None:
+        for k in steps:
+            yield k, adapter(start, support, loss_fn, k)
+        return
+    theta, done = start, 0
+    for k in steps:
+        theta = proximal_adapt(model, start, theta, support, loss_fn, k - done, inner_lr, proximal, create_graph=False)
+        done = k
+        yield k, theta
+
+
+def _scores_one_by_one(model, tasks, phi, loss_fn, inner_lr, proximal, adapter, steps, metric, scores):
     """Adapt and score each task in turn, appending to scores[kind][k]."""
     for task in tasks:
-        theta = fresh_leaves(phi)
-        for k in range(steps[-1] + 1):
-            if k in scores["loss"]:
-                with no_grad():
-                    prediction = model(task.query.inputs, params=theta)
-                _record(scores, k, loss_fn, metric, prediction, task.query.targets)
-            if k < steps[-1]:
-                theta = proximal_adapt(model, phi, theta, task.support, loss_fn, 1, inner_lr, proximal,
-                                       create_graph=False)
+        for k, theta in _adapted(model, fresh_leaves(phi), task.support, loss_fn, inner_lr, proximal, adapter, steps):
+            with no_grad():
+                prediction = model(task.query.inputs, params=theta)
+            _record(scores, k, loss_fn, metric, prediction, task.query.targets)
 
 
-def _scores_stacked(model, tasks, phi, loss_fn, inner_lr, proximal, steps, metric, scores):
+def _scores_stacked(model, tasks, phi, loss_fn, inner_lr, proximal, adapter, steps, metric, scores):
     """The same for tasks of equal sizes, adapted together with one copy of phi per task."""
     batch = stack_tasks(tasks)
-    copies = fresh_leaves(per_task_copies(phi, len(tasks)))
-    theta = copies
+    start = fresh_leaves(per_task_copies(phi, len(tasks)))
     summed_loss = summed_over_tasks(loss_fn, len(tasks))
-    for k in range(steps[-1] + 1):
-        if k in scores["loss"]:
-            with no_grad():
-                predictions = model(batch.query.inputs, params=theta).data
-            for prediction, targets in zip(predictions, batch.query.targets):
-                _record(scores, k, loss_fn, metric, Tensor(prediction), targets)
-        if k < steps[-1]:
-            theta = proximal_adapt(model, copies, theta, batch.support, summed_loss, 1, inner_lr, proximal,
-                                   create_graph=False)
+    for k, theta in _adapted(model, start, batch.support, summed_loss, inner_lr, proximal, adapter, steps):
+        with no_grad():
+            predictions = model(batch.query.inputs, params=theta).data
+        for prediction, targets in zip(predictions, batch.query.targets):
+            _record(scores, k, loss_fn, metric, Tensor(prediction), targets)
 
 
 def _record(scores, k, loss_fn, metric, prediction, targets):

@@ -7,6 +7,13 @@ Meta-SGD, the inner learning rates too: `parameters_dict()` names them all, the
 optimizer is built on it, and `state_dict()` is what a checkpoint saves. MAML,
 first-order MAML, Reptile, Meta-SGD, iMAML and pre-training differ only in
 `meta_gradients`.
+
+A learner may also carry something from one meta-iteration to the next that is
+not trained by the optimizer (Reptile's inner Adam moments): `meta_gradients`
+then returns its meta-batch mean too, `averaged()` names everything that is
+averaged over the tasks, and `carry(means)` takes it in after the outer step.
+A learner that draws random numbers of its own names its Generators in
+`generators()`, and checkpoints save their states.
 """
 
 
@@ -19,6 +26,18 @@ class MetaLearner:
         """{name: tensor} of everything the outer loop trains (here: phi, the model's parameters)."""
         return self.model.parameters_dict()
 
+    def averaged(self):
+        """{name: tensor or array} of everything meta_gradients returns a meta-batch mean of
+        (the ranks of an MPI run average exactly these); here the trained parameters."""
+        return self.parameters_dict()
+
+    def carry(self, means):
+        """Take in, after the outer step, what meta_gradients averaged beside the gradients (nothing here)."""
+
+    def generators(self):
+        """{name: numpy Generator} the learner draws from itself (none here)."""
+        return {}
+
     def state_dict(self):
         return self.model.state_dict()
 
@@ -28,11 +47,12 @@ class MetaLearner:
     def meta_step(self, tasks, optimizer):
         """One outer update; returns the meta-loss measured before it."""
         loss, grads = self.meta_gradients(tasks)
-        untrained = sorted(set(grads) - set(optimizer.params))
+        untrained = sorted(set(self.parameters_dict()) - set(optimizer.params))
         if untrained:
             raise ValueError(f"{type(self).__name__}.meta_step: the optimizer does not hold {untrained}; "
                              "build it on learner.parameters_dict()")
         optimizer.step(grads)
+        self.carry(grads)
         return loss
 
 

@@ -42,6 +42,7 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
             optimizer.lr = lr_schedule(iteration)
         loss, grads = processes.meta_gradients(learner, task_source.sample(meta_batch, rng))
         optimizer.step(grads)
+        learner.carry(grads)
         if not math.isfinite(loss):
             raise FloatingPointError(f"meta_train: the meta-loss became {loss} at iteration {iteration}; "
                                      "lower the inner or outer learning rate")
