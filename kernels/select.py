@@ -41,18 +41,17 @@ def where(cond, a, b):
     if not (_full(cond, shape, np.bool_) and dtype.kind == "f" and cond.size >= SMALL):
         return np.where(cond, a, b)
     a_full, b_full = _full(a, shape, dtype), _full(b, shape, dtype)
+    if not (a_full and (b_full or np.size(b) == 1) or b_full and np.size(a) == 1):
+        return np.where(cond, a, b)  # an operand broadcast along some axes only
     out = np.empty(shape, dtype)  # numpy's allocation: huge pages for large results, where numba's has none
-    flat = (cond.reshape(-1), out.reshape(-1))
+    mask, flat_out = cond.reshape(-1), out.reshape(-1)
     if a_full and b_full:
-        _select_arrays(flat[0], a.reshape(-1), b.reshape(-1), flat[1])
-    elif a_full and np.size(b) == 1:
-        _select_value(flat[0], True, a.reshape(-1), dtype.type(np.reshape(b, ())), flat[1])
-    elif b_full and np.size(a) == 1:
-        _select_value(flat[0], False, b.reshape(-1), dtype.type(np.reshape(a, ())), flat[1])
+        _select_arrays(mask, a.reshape(-1), b.reshape(-1), flat_out)
+    elif a_full:
+        _select_value(mask, True, a.reshape(-1), dtype.type(np.reshape(b, ())), flat_out)
     else:
-        return np.where(cond, a, b)
+        _select_value(mask, False, b.reshape(-1), dtype.type(np.reshape(a, ())), flat_out)
     return out
-
 
 def _full(x, shape, dtype):
     """x is a C-contiguous numpy array of exactly this shape and dtype."""
