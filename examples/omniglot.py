@@ -61,9 +61,10 @@ from tinymeta.nn.functional import accuracy, cross_entropy
 from tinymeta.optim import Adam, InnerAdam
 
 BATCH_NORMS = ("transductive", "support-stats")
-# what a resumed run must share with the run it continues (--iters may grow)
+# what a resumed run must share with the run it continues (--iters may grow); iMAML's own settings too for iMAML
 SAME_RUN = ("algo", "way", "shot", "query", "train_shots", "inner_steps", "inner_lr", "inner_batch", "inner_optimizer",
-            "meta_batch", "outer_lr", "meta_step_final", "lam", "cg_steps", "downsample", "split", "seed")
+            "meta_batch", "outer_lr", "meta_step_final", "downsample", "split", "seed")
+IMAML_ONLY = ("lam", "cg_steps", "damping")
 
 
 def parse_args(argv=None):
@@ -87,8 +88,12 @@ def parse_args(argv=None):
                         "task (Reptile only; default: adam for Reptile as its code, else sgd)")
     p.add_argument("--inner-batch", type=int, default=None,
                    help="Reptile: examples per inner step (default 10 at 5-way, 20 at 20-way, as its code)")
-    p.add_argument("--lam", type=float, default=2.0, help="iMAML's proximal strength lambda (default 2)")
-    p.add_argument("--cg-steps", type=int, default=5, help="iMAML's conjugate-gradient iterations (default 5)")
+    p.add_argument("--lam", type=float, default=None, help="iMAML's proximal strength lambda (default 2, as its code)")
+    p.add_argument("--cg-steps", type=int, default=None,
+                   help="iMAML's conjugate-gradient iterations (default 5, as its code)")
+    p.add_argument("--damping", type=float, default=None,
+                   help="iMAML: mu of the damped solve (I + (H + mu I)/lambda) x = g (default 22, the system its "
+                        "code solves; 0: the paper's formula)")
     p.add_argument("--meta-batch", type=int, default=None, help=f"tasks per meta-iteration ({published})")
     p.add_argument("--outer-lr", type=float, default=None,
                    help="outer learning rate: Adam's (default 0.001, as MAML's code) or Reptile's step size epsilon "
@@ -137,6 +142,12 @@ def fill_defaults(args, parser):
     for name in ("inner_steps", "inner_lr", "inner_optimizer", "meta_batch", "iters", "eval_steps"):
         if getattr(args, name) is None:
             setattr(args, name, settings[name])
+    imaml = args.algo == "imaml"
+    for name in IMAML_ONLY:
+        if getattr(args, name) is None and imaml:
+            setattr(args, name, settings[name])
+        elif getattr(args, name) is not None and not imaml:
+            parser.error(f"--{name.replace('_', '-')} applies to iMAML only (--algo imaml), not to --algo {args.algo}")
     for name, value in (("inner_batch", settings.get("inner_batch")), ("eval_batch", settings.get("eval_batch")),
                         ("train_shots", settings.get("train_shots", args.shot)),
                         ("outer_lr", settings.get("outer_lr", 1e-3)),
@@ -149,8 +160,10 @@ def fill_defaults(args, parser):
         args.val_every = max(1, args.iters // 40)
     if args.threads is None:
         args.threads = os.cpu_count() or 1
-    if args.lam <= 0:
+    if imaml and args.lam <= 0:
         parser.error(f"--lam must be positive, got {args.lam}")
+    if imaml and args.damping < 0:
+        parser.error(f"--damping must be zero or positive, got {args.damping}")
     if not reptile:
         given = [f"--{name.replace('_', '-')}" for name in ("inner_batch", "eval_batch", "meta_step_final")
                  if getattr(args, name) is not None]
@@ -158,8 +171,8 @@ def fill_defaults(args, parser):
             parser.error(f"{', '.join(given) or '--inner-optimizer adam / --train-shots'} apply to Reptile only "
                          f"(--algo reptile), not to --algo {args.algo}")
     counts = ["way", "shot", "query", "train_shots", "eval_query", "inner_steps", "eval_steps", "meta_batch",
-              "iters", "eval_tasks", "val_every", "val_tasks", "cg_steps", "threads"]
-    for name in counts + (["inner_batch", "eval_batch"] if reptile else []):
+              "iters", "eval_tasks", "val_every", "val_tasks", "threads"]
+    for name in counts + (["inner_batch", "eval_batch"] if reptile else []) + (["cg_steps"] if imaml else []):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
@@ -225,8 +238,8 @@ def make_learner(args, model, rng):
     if args.algo == "metasgd":
         return MetaSGD(model, args.inner_lr, args.inner_steps, loss_fn=cross_entropy, vectorize=vectorize)
     if args.algo == "imaml":
-        return IMAML(model, args.inner_lr, args.inner_steps, args.lam, cg_steps=args.cg_steps, loss_fn=cross_entropy,
-                     vectorize=vectorize)
+        return IMAML(model, args.inner_lr, args.inner_steps, args.lam, cg_steps=args.cg_steps, damping=args.damping,
+                     loss_fn=cross_entropy, vectorize=vectorize)
     return MAML(model, args.inner_lr, args.inner_steps, first_order=args.algo == "fomaml", loss_fn=cross_entropy,
                 vectorize=vectorize)
 
@@ -280,7 +293,9 @@ def resumed_history(args):
     if not (args.resume and checkpoint.exists() and history_file.exists()):
         return [], -1.0
     iteration, config = checkpoint_info(checkpoint)
-    changed = {name: (config.get(name), getattr(args, name)) for name in SAME_RUN if config.get(name) != getattr(args, name)}
+    same_run = SAME_RUN + (IMAML_ONLY if args.algo == "imaml" else ())
+    changed = {name: (config.get(name), getattr(args, name)) for name in same_run
+               if config.get(name) != getattr(args, name)}
     if changed:
         sys.exit(f"omniglot.py --resume: {checkpoint} was written by another run; settings that differ "
                  f"(checkpoint, now): {changed}")
@@ -379,8 +394,8 @@ def results_table(args, test, best_iteration, train_seconds):
         "| setting | value |", "|---|---|",
         f"| meta-iterations | {args.iters} (best validation at {best_iteration}) |",
         f"| meta-batch, inner steps, inner lr | {inner} |",
-        *([f"| iMAML lambda, conjugate-gradient iterations | {args.lam}, {args.cg_steps} |"] if args.algo == "imaml"
-          else []),
+        *([f"| iMAML lambda, conjugate-gradient iterations, damping mu | {args.lam}, {args.cg_steps}, {args.damping} |"]
+          if args.algo == "imaml" else []),
         f"| network | 4 x [conv 3x3 64, batch norm, ReLU], {args.downsample} downsampling, linear |",
         f"| best checkpoint chosen with batch norm | {args.batch_norm} |",
         f"| training wall time (validation excluded) | {train_seconds / 60:.1f} min |",

@@ -75,8 +75,8 @@ def test_omniglot_example_with_learned_rates_or_implicit_gradients(tmp_path, sha
 
 
 # --- Omniglot: the published settings, Reptile's run, resuming ------------------------------
-# The papers' command lines, verbatim (cbfinn/maml main.py; openai/supervised-reptile README), and the
-# omniglot.py settings each flag is; the defaults must be these commands.
+# The papers' command lines, verbatim (cbfinn/maml main.py; openai/supervised-reptile README; aravindr93/imaml_dev
+# README), and the omniglot.py settings each flag is; the defaults must be these commands.
 PUBLISHED = {
     ("maml", 5, 1): "--meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1 "
                     "--metatrain_iterations=40000",
@@ -89,13 +89,17 @@ PUBLISHED = {
     ("reptile", 20, 1): "--shots 1 --classes 20 --inner-batch 20 --inner-iters 10 --meta-step 1 --meta-batch 5 "
                         "--meta-iters 200000 --eval-batch 10 --eval-iters 50 --learning-rate 0.0005 "
                         "--meta-step-final 0 --train-shots 10",
+    ("imaml", 5, 1): "--N_way 5 --K_shot 1 --inner_lr 1e-1 --outer_lr 1e-3 --n_steps 16 --task_mb_size 32 --lam 2.0 "
+                     "--cg_steps 5",
 }
 FLAGS = {"meta_batch_size": "meta_batch", "update_batch_size": "shot", "update_lr": "inner_lr",
          "num_updates": "inner_steps", "metatrain_iterations": "iters", "num_classes": "way",
          "shots": "shot", "classes": "way", "inner-batch": "inner_batch", "inner-iters": "inner_steps",
          "meta-step": "outer_lr", "meta-batch": "meta_batch", "meta-iters": "iters", "eval-batch": "eval_batch",
          "eval-iters": "eval_steps", "learning-rate": "inner_lr", "meta-step-final": "meta_step_final",
-         "train-shots": "train_shots"}
+         "train-shots": "train_shots", "N_way": "way", "K_shot": "shot", "inner_lr": "inner_lr",
+         "outer_lr": "outer_lr", "n_steps": "inner_steps", "task_mb_size": "meta_batch", "lam": "lam",
+         "cg_steps": "cg_steps"}
 
 
 def omniglot_defaults(*argv):
@@ -118,6 +122,22 @@ def test_omniglot_defaults_are_the_papers_commands(algo, way, shot):
     for name, value in published_flags(PUBLISHED[(algo, way, shot)]).items():
         assert settings[name] == value, name
     assert settings["inner_optimizer"] == ("adam" if algo == "reptile" else "sgd")
+
+
+def test_omniglot_imaml_solves_the_system_its_authors_code_solves():
+    """imaml_dev's matrix_evaluator: ((1 + cg_damping) I + H / (lam + 10)) x = g, --cg_damping 1.0, --lam 2.0;
+    that is (I + (H + mu I) / lam) x = g / c with c = lam / ((1 + cg_damping)(lam + 10)), so
+    mu = (1 + cg_damping)(lam + 10) - lam. Its measure_accuracy.py adapts with --n_steps 16 at test."""
+    settings = omniglot_defaults("--algo", "imaml")
+    assert settings["damping"] == (1 + 1.0) * (settings["lam"] + 10) - settings["lam"]
+    assert settings["eval_steps"] == 16
+
+
+def test_omniglot_refuses_imaml_settings_for_other_algorithms():
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot.py"), "--damping", "1"],
+                            capture_output=True, text=True, env=ENVIRONMENT)
+    assert result.returncode != 0 and "--damping applies to iMAML only (--algo imaml), not to --algo maml" \
+        in result.stderr
 
 
 def test_omniglot_first_order_maml_runs_maml_settings_and_20_way_evaluates_with_its_5_steps():

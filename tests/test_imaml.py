@@ -29,10 +29,11 @@ def linear_regression_task(d, seed):
                 Examples(rng.standard_normal((6, d)), rng.standard_normal((6, 1))))
 
 
-def test_on_a_quadratic_inner_problem_it_matches_the_closed_form():
+@pytest.mark.parametrize("damping", [0.0, 3.0])
+def test_on_a_quadratic_inner_problem_it_matches_the_closed_form(damping):
     """Linear regression: L_support(theta) = 1/n ||X theta - y||^2 = 1/2 theta^T A theta - b^T theta + c with
     A = 2/n X^T X, b = 2/n X^T y, so theta* = (A + lam I)^{-1} (b + lam phi) and d theta*/d phi = lam (A + lam I)^{-1}:
-    the meta-gradient is (I + A/lam)^{-1} grad l^query(theta*)."""
+    the meta-gradient is (I + A/lam)^{-1} grad l^query(theta*); damped by mu, (I + (A + mu I)/lam)^{-1} grad."""
     d, lam, cg_tol = 6, 0.5, 1e-8
     model = nn.Linear(d, 1, np.random.default_rng(0), bias=False, dtype=np.float64)
     task = linear_regression_task(d, seed=1)
@@ -41,9 +42,9 @@ def test_on_a_quadratic_inner_problem_it_matches_the_closed_form():
     phi = model.parameters_dict()["weight"].data
     theta_star = np.linalg.solve(a + lam * np.eye(d), b + lam * phi)
     query_grad = 2 / len(xq) * xq.T @ (xq @ theta_star - yq)
-    expected = np.linalg.solve(np.eye(d) + a / lam, query_grad)
+    expected = np.linalg.solve(np.eye(d) + (a + damping * np.eye(d)) / lam, query_grad)
 
-    learner = IMAML(model, inner_lr=0.2, inner_steps=400, lam=lam, cg_steps=50, cg_tol=cg_tol)
+    learner = IMAML(model, inner_lr=0.2, inner_steps=400, lam=lam, cg_steps=50, cg_tol=cg_tol, damping=damping)
     np.testing.assert_allclose(learner.adapt(model.parameters_dict(), task.support)["weight"].data, theta_star,
                                rtol=1e-12, atol=1e-12)
     loss, grads = learner.meta_gradients([task])
@@ -90,6 +91,24 @@ def test_vectorized_meta_batch_equals_the_per_task_loop():
         np.testing.assert_allclose(vec[name], loop[name], rtol=1e-8, atol=1e-10, err_msg=name)
 
 
+def test_vectorized_meta_batch_equals_the_per_task_loop_when_the_solves_are_cut_short():
+    """Three CG steps, far from converged, and lam small enough that one task's system is indefinite: the stacked
+    solve still gives each task its own step sizes and stopping point, so it matches the loop task by task."""
+    tasks = sine_tasks(4, seed=0)
+    model = tiny_mlp(hidden=8)
+    settings = {"inner_lr": 0.05, "inner_steps": 5, "lam": 0.05, "cg_steps": 3, "cg_tol": 1e-12}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        loop_learner, vec_learner = IMAML(model, **settings), IMAML(model, **settings, vectorize=True)
+        _, loop = loop_learner.meta_gradients(tasks)
+        _, vec = vec_learner.meta_gradients(tasks)
+    assert {str(w.message).split(";")[0] for w in caught} >= {
+        "conjugate_gradient did not converge: a search direction had p^T A p <= 0, so A is not positive definite"}
+    assert sorted(s.iterations for s in loop_learner.last_solves) == [2, 3, 3, 3]   # one stopped early
+    for name in loop:
+        np.testing.assert_allclose(vec[name], loop[name], rtol=1e-10, atol=1e-13, err_msg=name)
+
+
 def test_proximal_steps_follow_the_formula():
     model = tiny_mlp()
     (task,) = sine_tasks(1)
@@ -130,7 +149,8 @@ def test_a_converged_solve_does_not_warn():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"inner_steps": 0}, "inner_steps \\(0\\) and cg_steps \\(5\\) must be at least 1"),
-    ({"lam": 0.0}, "the proximal strength lam must be positive, got 0.0")])
+    ({"lam": 0.0}, "the proximal strength lam must be positive, got 0.0"),
+    ({"damping": -1.0}, "the damping must be zero or positive, got -1.0")])
 def test_bad_configurations_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=f"IMAML: {message}"):
         IMAML(tiny_mlp(), 0.05, **({"inner_steps": 5, "lam": 1.0, "cg_steps": 5} | kwargs))

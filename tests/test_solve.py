@@ -99,14 +99,63 @@ def test_warns_on_a_matrix_that_is_not_positive_definite():
     assert solution.converged is False
 
 
-def test_on_a_direction_of_no_curvature_it_returns_the_iterate_it_had():
-    """A = diag(1, -1), b = (1, 1): the first direction b has b^T A b = 0, so x stays at its start, 0."""
+def test_on_a_first_direction_of_no_curvature_it_returns_b_as_newton_cg_does():
+    """A = diag(1, -1), b = (1, 1): the first direction b has b^T A b = 0; the iterate 0 it had would be no
+    answer at all, so it returns b, the solution were A the identity."""
     a, b = np.diag([1.0, -1.0]), np.array([1.0, 1.0])
     with pytest.warns(ConvergenceWarning):
         solution = conjugate_gradient(lambda v: a @ v, b)
     assert solution.iterations == 1
-    np.testing.assert_array_equal(solution.x, np.zeros(2))
+    np.testing.assert_array_equal(solution.x, b)
     assert solution.residual == pytest.approx(np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b), rel=1e-12)
+
+
+def test_on_a_later_direction_of_negative_curvature_it_returns_the_iterate_it_had():
+    """A = diag(1, 1, -3), b = (1, 1, 0.1): b^T A b > 0, so one step is taken; its residual direction has
+    negative curvature, so x stays at x_1 = alpha_0 b."""
+    a, b = np.diag([1.0, 1.0, -3.0]), np.array([1.0, 1.0, 0.1])
+    alpha = (b @ b) / (b @ a @ b)
+    with pytest.warns(ConvergenceWarning, match="not positive definite"):
+        solution = conjugate_gradient(lambda v: a @ v, b)
+    assert solution.iterations == 2 and not solution.converged
+    np.testing.assert_allclose(solution.x, alpha * b, rtol=1e-14)
+    assert solution.residual == pytest.approx(np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b), rel=1e-12)
+
+
+def block_matvec(matrices):
+    """v (m, n) -> rows A_i v_i: m independent systems whose products are taken together."""
+    return lambda v: np.stack([a @ row for a, row in zip(matrices, v)])
+
+
+@given(m=st.integers(1, 5), n=st.integers(1, 12), seed=st.integers(0, 2**31), max_iter=st.integers(1, 15),
+       condition=st.floats(1.0, 1e3))
+def test_each_row_of_a_2d_b_comes_out_as_its_own_solve(m, n, seed, max_iter, condition):
+    """Rows stop on their own (some converge early, some run out of iterations): each equals the 1-D solve."""
+    systems = [spd_system(n, seed + i, condition ** (i / m)) for i in range(m)]
+    matrices, b = [a for a, _, _ in systems], np.stack([rhs for _, _, rhs in systems])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        together = conjugate_gradient(block_matvec(matrices), b, tol=1e-8, max_iter=max_iter)
+        alone = [conjugate_gradient(lambda v, a=a: a @ v, rhs, tol=1e-8, max_iter=max_iter)
+                 for a, rhs in zip(matrices, b)]
+    assert together.x.shape == b.shape
+    for row, solution in zip(together.x, alone):
+        np.testing.assert_allclose(row, solution.x, rtol=1e-12, atol=1e-14)
+    assert together.iterations == max(s.iterations for s in alone)
+    assert together.residual == pytest.approx(max(s.residual for s in alone), rel=1e-12)
+    assert together.converged == all(s.converged for s in alone)
+
+
+def test_a_row_that_is_not_positive_definite_stops_alone():
+    good, _, b_good = spd_system(6, 0, condition=50.0)
+    bad = np.diag([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+    b = np.stack([b_good, np.ones(6), np.zeros(6)])
+    with pytest.warns(ConvergenceWarning, match="not positive definite"):
+        solution = conjugate_gradient(block_matvec([good, bad, good]), b, tol=1e-10)
+    np.testing.assert_allclose(good @ solution.x[0], b_good, atol=1e-9)   # ran on to the tolerance
+    np.testing.assert_array_equal(solution.x[1], np.ones(6))                 # b itself, as alone
+    np.testing.assert_array_equal(solution.x[2], np.zeros(6))                # a zero right-hand side
+    assert solution.iterations > 1 and not solution.converged
 
 
 def test_the_warning_points_at_the_line_that_called_the_solver():
@@ -128,7 +177,7 @@ def test_zero_right_hand_side_gives_zero_without_a_product():
 
 
 @pytest.mark.parametrize("b, kwargs, message", [
-    (np.ones((2, 2)), {}, r"b must be a 1-D array, got shape \(2, 2\)"),
+    (np.ones((2, 2, 2)), {}, r"b must be a 1-D array \(or 2-D, one system per row\), got shape \(2, 2, 2\)"),
     (np.ones(2), {"tol": 0.0}, "tol must be positive"),
     (np.ones(2), {"max_iter": 0}, "max_iter must be at least 1")])
 def test_bad_arguments_are_refused(b, kwargs, message):

@@ -21,6 +21,18 @@ found by conjugate gradient with one Hessian-vector product per iteration: the
 inner steps record nothing, and memory does not grow with their number.
 What differs from MAML: the proximal term in the inner loop, and a linear solve
 instead of a backward pass through the steps.
+
+The identity holds only at the minimiser, where H + lambda I is positive
+semi-definite; a few steps from phi need not get there, and then H can have
+eigenvalues below -lambda, so that (I + H/lambda) is indefinite or nearly
+singular and its inverse blows the meta-gradient up along those directions.
+`damping` mu >= 0 solves (I + (H + mu I)/lambda) x = g instead: Tikhonov damping
+of H, as Hessian-free optimisation damps its curvature (Martens, 2010); it
+shrinks the correction of the directions of small curvature toward
+g / (1 + mu/lambda) and keeps the system positive definite while H >= -(lambda + mu) I.
+(The iMAML authors' Omniglot code solves ((1 + rho) I + H/(lambda + delta)) x = g,
+rho = 1, delta = 10: at lambda = 2 that is this system with mu = 22, up to the
+factor 2 an Adam outer step does not see.)
 """
 import math
 
@@ -56,19 +68,23 @@ def _rate(lr, name):
 class IMAML(MetaLearner):
     """Meta-learns an initialisation from the implicit gradient at the proximal inner solution.
 
-    lam is the proximal strength lambda; conjugate gradient stops at a residual
-    of cg_tol * ||g|| or after cg_steps Hessian-vector products (and then warns).
+    lam is the proximal strength lambda, damping the mu added to H in the solve;
+    conjugate gradient stops at a residual of cg_tol * ||g|| or after cg_steps
+    Hessian-vector products (and then warns), each task's system on its own.
     `last_solves` keeps the solver's reports of the latest meta-step, one per task
-    (one for the whole stacked meta-batch when vectorize=True).
+    (one for the whole stacked meta-batch, its rows the tasks, when vectorize=True).
     """
 
-    def __init__(self, model, inner_lr, inner_steps, lam, cg_steps=10, cg_tol=1e-3, loss_fn=mse_loss,
+    def __init__(self, model, inner_lr, inner_steps, lam, cg_steps=10, cg_tol=1e-3, damping=0.0, loss_fn=mse_loss,
                  vectorize=False):
         if inner_steps < 1 or cg_steps < 1:
             raise ValueError(f"IMAML: inner_steps ({inner_steps}) and cg_steps ({cg_steps}) must be at least 1")
         if lam <= 0:
             raise ValueError(f"IMAML: the proximal strength lam must be positive, got {lam}")
+        if damping < 0:
+            raise ValueError(f"IMAML: the damping must be zero or positive, got {damping}")
         self.model, self.inner_lr, self.inner_steps, self.lam = model, inner_lr, inner_steps, lam
+        self.damping = damping
         self.cg_steps, self.cg_tol, self.loss_fn, self.vectorize = cg_steps, cg_tol, loss_fn, vectorize
         self.last_solves = []
 
@@ -78,25 +94,29 @@ class IMAML(MetaLearner):
                               self.inner_steps, self.inner_lr, self.lam, create_graph=False)
 
     def meta_gradients(self, tasks):
-        """(mean query loss at theta*, {name: mean over tasks of (I + H/lam)^{-1} grad l^query(theta*)})."""
+        """(mean query loss at theta*, {name: mean over tasks of (I + (H + mu I)/lam)^{-1} grad l^query(theta*)})."""
         phi = self.model.parameters_dict()
         self.last_solves = []
         if self.vectorize:
             # stacked: the support loss is the sum over tasks, so H is block-diagonal (one block per task) and
-            # one solve covers all; the query loss is the mean, so each task's g (and x) carries its 1/N
+            # one solve, a row per task, covers all; the query loss is the mean, so each task's g (and x)
+            # carries its 1/N
             n_tasks = len(tasks)
             loss, x = self._implicit_gradient(per_task_copies(phi, n_tasks), stack_tasks(tasks),
-                                              summed_over_tasks(self.loss_fn, n_tasks))
+                                              summed_over_tasks(self.loss_fn, n_tasks), n_tasks)
             return loss, {name: x[name].sum(axis=0) for name in phi}
         losses, total = [], {name: 0.0 for name in phi}
         for task in tasks:
-            loss, x = self._implicit_gradient(phi, task, self.loss_fn)
+            loss, x = self._implicit_gradient(phi, task, self.loss_fn, n_tasks=None)
             losses.append(loss)
             total = {name: total[name] + x[name] for name in phi}
         return sum(losses) / len(tasks), {name: total[name] / len(tasks) for name in phi}
 
-    def _implicit_gradient(self, phi, task, support_loss_fn):
-        """(query loss at theta*, x) with (I + H/lam) x = grad l^query(theta*), x as arrays by name."""
+    def _implicit_gradient(self, phi, task, support_loss_fn, n_tasks):
+        """(query loss at theta*, x) with (I + (H + mu I)/lam) x = grad l^query(theta*), x as arrays by name.
+
+        n_tasks is None for one task, or the length of the stacked task axis the parameters lead with.
+        """
         theta = self.adapt(phi, task.support, support_loss_fn)
         names, leaves = list(theta), list(theta.values())
         query_loss = self.loss_fn(self.model(task.query.inputs, params=theta), task.query.targets)
@@ -106,25 +126,29 @@ class IMAML(MetaLearner):
         support_grads = grad(support_loss, leaves, create_graph=True)
         shapes = [p.shape for p in leaves]
 
-        def matvec(v):  # (I + H / lam) v
+        def matvec(v):  # (I + (H + mu I) / lam) v
             hv = grad(support_grads, leaves, grad_outputs=[Tensor(a) for a in _split(v, shapes)], retain_graph=True)
-            return v + _flatten([h.data for h in hv]) / self.lam
+            return v + (_flatten([h.data for h in hv], n_tasks) + self.damping * v) / self.lam
 
-        solution = conjugate_gradient(matvec, _flatten([t.data for t in g]), tol=self.cg_tol, max_iter=self.cg_steps)
+        solution = conjugate_gradient(matvec, _flatten([t.data for t in g], n_tasks), tol=self.cg_tol,
+                                      max_iter=self.cg_steps)
         self.last_solves.append(solution)
         return query_loss.item(), dict(zip(names, _split(solution.x, shapes)))
 
 
-def _flatten(arrays):
+def _flatten(arrays, n_tasks=None):
+    """One vector of all entries, or with n_tasks one row per task (the arrays lead with the task axis)."""
     xp = get_array_module(*arrays)
-    return xp.concatenate([a.ravel() for a in arrays])
+    if n_tasks is None:
+        return xp.concatenate([a.ravel() for a in arrays])
+    return xp.concatenate([a.reshape(n_tasks, -1) for a in arrays], axis=1)
 
 
 def _split(vector, shapes):
-    """The inverse of _flatten: arrays of the given shapes, in order."""
+    """The inverse of _flatten: arrays of the given shapes (each leading with the task axis if vector has rows)."""
     out, start = [], 0
     for shape in shapes:
-        size = math.prod(shape)
-        out.append(vector[start:start + size].reshape(shape))
+        size = math.prod(shape[vector.ndim - 1:])
+        out.append(vector[..., start:start + size].reshape(shape))
         start += size
     return out
