@@ -110,6 +110,20 @@ def test_on_a_first_direction_of_no_curvature_it_returns_b_as_newton_cg_does():
     assert solution.residual == pytest.approx(np.linalg.norm(b - a @ solution.x) / np.linalg.norm(b), rel=1e-12)
 
 
+def test_returning_b_it_reports_the_residual_of_b():
+    """A = diag(1, -3), b = (1, 1): b^T A b = -2, so x = b, whose residual b - A b = (0, 4) has norm 4."""
+    with pytest.warns(ConvergenceWarning):
+        solution = conjugate_gradient(lambda v: np.array([1.0, -3.0]) * v, np.ones(2))
+    assert solution.residual == pytest.approx(4 / np.sqrt(2), rel=1e-12)
+
+
+def test_the_residual_is_relative_to_b_also_when_b_is_small():
+    a, _, b = spd_system(30, 5, condition=1e3)
+    with pytest.warns(ConvergenceWarning):
+        small = conjugate_gradient(lambda v: a @ v, b * 1e-3 / np.linalg.norm(b), tol=1e-12, max_iter=3)
+    assert small.residual == pytest.approx(np.linalg.norm(b * 1e-3 / np.linalg.norm(b) - a @ small.x) * 1e3, rel=1e-6)
+
+
 def test_on_a_later_direction_of_negative_curvature_it_returns_the_iterate_it_had():
     """A = diag(1, 1, -3), b = (1, 1, 0.1): b^T A b > 0, so one step is taken; its residual direction has
     negative curvature, so x stays at x_1 = alpha_0 b."""
@@ -144,6 +158,19 @@ def test_each_row_of_a_2d_b_comes_out_as_its_own_solve(m, n, seed, max_iter, con
     assert together.iterations == max(s.iterations for s in alone)
     assert together.residual == pytest.approx(max(s.residual for s in alone), rel=1e-12)
     assert together.converged == all(s.converged for s in alone)
+
+
+def test_rows_that_return_b_each_report_their_own_residual():
+    """Two rows bent at the first direction: diag(1, -3) with b = (1, 1) (residual 4 / sqrt 2) and diag(1, -1)
+    with b = (1, 2) (b - A b = (0, 4), residual 4 / sqrt 5); the solution's residual is the larger."""
+    matrices = [np.diag([1.0, -3.0]), np.diag([1.0, -1.0])]
+    b = np.array([[1.0, 1.0], [1.0, 2.0]])
+    with pytest.warns(ConvergenceWarning):
+        solution = conjugate_gradient(block_matvec(matrices), b)
+        alone = [conjugate_gradient(lambda v, a=a: a @ v, rhs) for a, rhs in zip(matrices, b)]
+    np.testing.assert_array_equal(solution.x, b)
+    assert solution.residual == pytest.approx(4 / np.sqrt(2), rel=1e-12)
+    assert [s.residual for s in alone] == pytest.approx([4 / np.sqrt(2), 4 / np.sqrt(5)], rel=1e-12)
 
 
 def test_a_row_that_is_not_positive_definite_stops_alone():
