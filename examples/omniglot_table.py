@@ -8,8 +8,9 @@ first-order MAML and Reptile; columns 5-way 1-shot, 5-way 5-shot, 20-way 1-shot
 and 20-way 5-shot; each cell the test accuracy (mean ± 95% CI) with transductive
 batch norm (T) and with support-set statistics (N), the paper's figures, the
 meta-iterations and training time of the run, and below the table the command
-that reproduces each cell. A cell without a run reads "not run", with the reason
-given in --runs/not_run.json ({"reptile/20/5": "reason", ...}). Beside it, one
+that reproduces each cell. A cell without a finished run reads what
+--runs/not_run.json says of it ({"reptile/20/5": "not run: why", "maml/5/1":
+"in progress: how far", ...}), or "not run". Beside it, one
 figure per setting, curves-<way>way-<shot>shot.png: validation accuracy of the
 three algorithms against meta-iterations and against training time.
 If two runs fill one cell, the one with more meta-iterations is shown. Text of
@@ -52,7 +53,7 @@ def cell_text(algo, way, shot, run, reason):
     paper = [f"paper {PAPER[(algo, bn)][(way, shot)]} {tag}" for bn, tag in BATCH_NORMS.items()
              if (algo, bn) in PAPER]
     if run is None:
-        return "<br>".join([f"not run: {reason}" if reason else "not run", *paper])
+        return "<br>".join([reason or "not run", *paper])
     _, results = run
     measured = [f"**{percent(results['test'][bn])}** {tag}" for bn, tag in BATCH_NORMS.items()]
     budget = f"{results['iterations']:,} it., {duration(results['train_seconds'])}"

@@ -42,7 +42,8 @@ def runs(tmp_path_factory):
     fake_run(tmp_path / "reptile-5w1s", "reptile", 5, 1, 100000, [0.9712, 0.0031], [0.9501, 0.004],
              seconds_per_point=3600.0)
     fake_run(tmp_path / "maml-5w1s-short", "maml", 5, 1, 200, [0.5, 0.05], [0.5, 0.05])   # fewer iterations
-    (tmp_path / "not_run.json").write_text(json.dumps({"fomaml/20/5": "about 30 h on 2 cores"}))
+    (tmp_path / "not_run.json").write_text(json.dumps({"fomaml/20/5": "not run: about 30 h on 2 cores",
+                                                        "reptile/5/5": "in progress: 2,500 of 100,000"}))
     return tmp_path
 
 
@@ -62,8 +63,9 @@ def test_each_cell_holds_both_batch_norms_the_papers_figure_and_the_runs_budget(
     assert reptile[-1] == "100,000 it., 2.0 h"
 
 
-def test_missing_cells_say_not_run_with_the_reason_given(page):
+def test_missing_cells_say_what_not_run_json_says_of_them_or_not_run(page):
     assert row(page, "first-order MAML")[3].startswith("not run: about 30 h on 2 cores<br>paper 97.9 ± 0.1 T")
+    assert row(page, "Reptile")[1].startswith("in progress: 2,500 of 100,000<br>paper 99.48 ± 0.06 T")
     assert row(page, "MAML")[1].startswith("not run<br>")
 
 
