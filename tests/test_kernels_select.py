@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import tinymeta.kernels as K
 from tinymeta.kernels import select
@@ -45,6 +46,20 @@ def test_where_equals_numpy(shape, a_kind, b_kind, dtype, seed):
         assert_same(K.where(cond, a, b), np.where(cond, a, b))
 
 
+@settings(deadline=None, max_examples=40)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_where_equals_numpy_on_shapes_that_broadcast_each_other(shapes, dtype, seed):
+    """Condition and operands of any mutually broadcastable shapes (size-1 arrays with extra
+    axes, a condition smaller than an operand): the fast loops must take only what they can."""
+    rng = np.random.default_rng(seed)
+    cond_shape, a_shape, b_shape = shapes.input_shapes
+    cond = rng.random(cond_shape) < 0.5
+    a, b = (rng.standard_normal(shape).astype(dtype) for shape in (a_shape, b_shape))
+    with mock.patch.object(select, "SMALL", 1):
+        assert_same(K.where(cond, a, b), np.where(cond, a, b))
+
+
 @pytest.mark.parametrize("size", [select.SMALL - 1, select.SMALL])
 def test_where_equals_numpy_on_either_side_of_the_small_size(size):
     rng = np.random.default_rng(size)
@@ -66,7 +81,7 @@ def test_where_selects_zero_over_nan_and_keeps_nan_where_selected(dtype):
 
 
 @pytest.mark.parametrize("case", ["broadcast condition", "strided operand", "mixed dtypes", "integer operands",
-                                  "broadcast operand"])
+                                  "broadcast operand", "single value with more axes"])
 def test_where_hands_other_shapes_to_numpy_with_the_same_result(case):
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((4, 5)).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)
@@ -79,7 +94,9 @@ def test_where_hands_other_shapes_to_numpy_with_the_same_result(case):
         b = b.astype(np.float64)
     elif case == "integer operands":
         a, b = np.arange(20).reshape(4, 5), -np.arange(20).reshape(4, 5)
-    else:
+    elif case == "broadcast operand":
         b = b[:, :1]
+    else:  # one value, but it makes the result (1, 4, 5)
+        b = np.full((1, 1, 1), 2.0, np.float32)
     with mock.patch.object(select, "SMALL", 1):
         assert_same(K.where(cond, a, b), np.where(cond, a, b))
