@@ -27,12 +27,12 @@ def linear(x, weight, bias=None):
     if x.shape[-1] != weight.shape[-2]:
         raise ValueError(f"linear: input of shape {x.shape} has {x.shape[-1]} features but weight of "
                          f"shape {weight.shape} expects {weight.shape[-2]}")
-    y = x @ weight
     if bias is None:
-        return y
-    if bias.ndim > 1:  # per-task biases (tasks, out) broadcast over each task's examples
-        bias = ops.reshape(bias, bias.shape[:-1] + (1,) * (y.ndim - bias.ndim) + bias.shape[-1:])
-    return y + bias
+        return x @ weight
+    if bias.shape != weight.shape[:-2] + weight.shape[-1:]:
+        raise ValueError(f"linear: bias of shape {bias.shape} does not match weight {weight.shape}; "
+                         f"expected {weight.shape[:-2] + weight.shape[-1:]}")
+    return ops.linear(x, weight, bias)  # one node; per-task biases broadcast over each task's examples
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

@@ -2,12 +2,12 @@
 from .composites import log_softmax, logsumexp, mean, relu, softmax, sub, var
 from .elementwise import (abs, add, astype, cos, div, exp, log, maximum, mul, neg, power, sigmoid,
                           sin, sqrt, tanh, where)
-from .linalg import matmul
+from .linalg import linear, matmul
 from .reduce import max, sum
 from .shape import (broadcast_to, concatenate, getitem, permute, reshape, stack, sum_to,
                     swapaxes, to, transpose)
 
 __all__ = ["abs", "add", "astype", "broadcast_to", "concatenate", "cos", "div", "exp", "getitem", "log",
-           "log_softmax", "logsumexp", "matmul", "max", "maximum", "mean", "mul", "neg", "permute",
+           "linear", "log_softmax", "logsumexp", "matmul", "max", "maximum", "mean", "mul", "neg", "permute",
            "power", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt", "stack", "sub", "sum",
            "sum_to", "swapaxes", "tanh", "to", "transpose", "var", "where"]
