@@ -26,6 +26,7 @@ from tinymeta import check_grads
 from tinymeta.kernels import reference
 from tinymeta.kernels.conv2d import CHUNK_ENTRIES
 from tinymeta.ops.conv import conv2d, max_pool2d
+from tinymeta.ops.losses import mean_squared_error
 
 
 @dataclass
@@ -137,6 +138,10 @@ MATMULS = [Fixed(s) for s in [
     ((2, 3), (3, 4)), ((1, 3), (3, 1)), ((3, 1), (1, 2)), ((3, 3), (3, 3)),
     ((2, 2, 3), (2, 3, 4)), ((3, 1, 2, 3), (2, 3, 4)), ((2, 3), (4, 3, 5)),
     ((3,), (2, 3, 4)), ((2, 2, 3), (3,)), ((3,), (3,)), ((3,), (3, 4)), ((2, 3), (3,))]]
+LINEARS = [Fixed(s) for s in [
+    ((3, 2), (2, 4), (4,)), ((2,), (2, 3), (3,)), ((4, 1), (1, 3), (3,)),   # a batch, a vector, an outer product
+    ((2, 3, 2), (2, 2, 4), (2, 4)), ((2, 3, 1), (2, 1, 4), (2, 4)),        # a task axis on everything
+    ((3, 2), (2, 2, 4), (2, 4)), ((2, 3, 2), (2, 4), (4,))]]               # on the weight only, on the input only
 
 
 def _sum_to_fixed():
@@ -151,6 +156,9 @@ def _sum_to_fixed():
 CASES = [
     Case("add", lambda d, r: _two(d, r, normal, normal), lambda a, b: a + b, np.add, (normal, normal), PAIRS),
     Case("sub", lambda d, r: _two(d, r, normal, normal), lambda a, b: a - b, np.subtract, (normal, normal), PAIRS),
+    Case("add_scaled", lambda d, r: (_two(d, r, normal, normal)[0], {"alpha": d.draw(st.sampled_from([-0.3, 1.0, 2.5]))}),
+         lambda a, b, alpha: tm.add_scaled(a, b, alpha), lambda a, b, alpha: a + alpha * b, (normal, normal),
+         [Fixed(f.shapes, {"alpha": -0.7}) for f in PAIRS]),
     Case("mul", lambda d, r: _two(d, r, normal, normal), lambda a, b: a * b, np.multiply, (normal, normal), PAIRS),
     Case("div", lambda d, r: _two(d, r, normal, away_from_zero), lambda a, b: a / b, np.divide,
          (normal, away_from_zero), PAIRS),
@@ -217,6 +225,10 @@ CASES = [
          lambda a, b, axis: tm.stack([a, b], axis), lambda a, b, axis: np.stack([a, b], axis), (normal, normal),
          [Fixed(((2, 3), (2, 3)), {"axis": axis}) for axis in (0, 1, 2)] + [Fixed(((), ()), {"axis": 0})]),
     Case("matmul", lambda d, r: _matmul_inputs(d, r), lambda a, b: a @ b, np.matmul, (normal, normal), MATMULS),
+    Case("linear", lambda d, r: _linear_inputs(d, r), tm.linear, lambda x, w, b: _numpy_linear(x, w, b),
+         (normal, normal, normal), LINEARS),
+    Case("mean_squared_error", lambda d, r: ([normal(r, s := shape(d)), normal(r, s)], {}), mean_squared_error,
+         lambda p, t: np.mean((p - t) ** 2), (normal, normal), [Fixed((s, s)) for s in [(), (3,), (2, 3), (1, 4, 1)]]),
     Case("conv2d", lambda d, r: _conv_inputs(d, r), conv2d,
          reference.conv2d_forward, (normal, normal), CONVS),
     Case("max_pool2d", lambda d, r: _pool_inputs(d, r), max_pool2d,
@@ -242,6 +254,21 @@ def _matmul_inputs(data, rng):
               "broadcast": ((3, 1, n, k), (2, k, m)), "vec_left": ((k,), (2, k, m)),
               "vec_right": ((2, n, k), (k,)), "vec_vec": ((k,), (k,))}[kind]
     return [normal(rng, s) for s in shapes], {}
+
+
+def _linear_inputs(data, rng):
+    n, k, m = (data.draw(st.integers(1, 4)) for _ in range(3))
+    kind = data.draw(st.sampled_from(["batch", "vector", "tasks", "tasks_in_weight", "tasks_in_input"]))
+    shapes = {"batch": ((n, k), (k, m), (m,)), "vector": ((k,), (k, m), (m,)),
+              "tasks": ((2, n, k), (2, k, m), (2, m)), "tasks_in_weight": ((n, k), (3, k, m), (3, m)),
+              "tasks_in_input": ((2, n, k), (k, m), (m,))}[kind]
+    return [normal(rng, s) for s in shapes], {}
+
+
+def _numpy_linear(x, w, b):
+    """x @ w plus b broadcast over the examples (b's leading axes are the tasks)."""
+    product = x @ w
+    return product + b.reshape(b.shape[:-1] + (1,) * (product.ndim - b.ndim) + b.shape[-1:])
 
 
 def _conv_inputs(data, rng):
@@ -485,12 +512,18 @@ ERRORS = [
      r"max_pool2d: kernel_size \(2\) and stride \(0\) must be positive"),
     (lambda: max_pool2d(_t(1, 1, 2, 5), 3), ValueError,
      r"max_pool2d: window 3x3 is larger than the input's 2x5 image"),
+    (lambda: mean_squared_error(_t(3), _t(2, 3)), ValueError,
+     r"mean_squared_error: prediction of shape \(3,\) and target of shape \(2, 3\) differ"),
+    (lambda: tm.linear(_t(2, 3), _t(4, 5), _t(5)), ValueError,
+     r"linear: cannot apply to input \(2, 3\), weight \(4, 5\) and bias \(5,\): shapes \(2, 3\) and \(4, 5\) "
+     r"do not align: a's last axis \(3\) must equal b's second-to-last \(4\)"),
 ] + [(lambda op=op: op(_t(2, 3), axis=2), ValueError, rf"{op.__name__}: axis 2 is out of range for a tensor with 2 axes")
      for op in (tm.sum, tm.max, tm.mean, tm.var, tm.logsumexp)] + [
     (lambda op=op: op(_t(2, dtype=np.float32), _t(2)), TypeError,
      rf"{name}: operands have dtypes float32 and float64; convert one with \.astype\(\) so both match")
     for name, op in [("add", tm.add), ("sub", tm.sub), ("mul", tm.mul), ("div", tm.div), ("pow", tm.power),
-                     ("maximum", tm.maximum), ("matmul", tm.matmul),
+                     ("maximum", tm.maximum), ("matmul", tm.matmul), ("mean_squared_error", mean_squared_error),
+                     ("add_scaled", lambda a, b: tm.add_scaled(a, b, 2.0)),
                      ("where", lambda a, b: tm.where(np.array([True, False]), a, b))]]
 
 

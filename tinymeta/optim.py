@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .backend import device_of, get_array_module, to_device
 from .grad_mode import no_grad
+from .ops.elementwise import add_scaled
 from .tensor import Tensor
 
 
@@ -29,8 +30,8 @@ def sgd_step(params, grads, lr):
     if len(params) != len(grads):
         raise ValueError(f"sgd_step: {len(params)} parameters but {len(grads)} gradients")
     if not isinstance(lr, dict):
-        # p + (-lr) g is p - lr g to the last bit, in two graph nodes where sub would take three
-        return OrderedDict((name, p + (-lr) * g) for (name, p), g in zip(params.items(), grads))
+        # p + (-lr) g is p - lr g to the last bit, in one graph node
+        return OrderedDict((name, add_scaled(p, g, -lr)) for (name, p), g in zip(params.items(), grads))
     missing = [name for name in params if name not in lr]
     if missing:
         raise KeyError(f"sgd_step: no learning rate for parameters {missing}")

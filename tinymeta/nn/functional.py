@@ -14,6 +14,7 @@ import numpy as np
 from .. import ops
 from ..ops.conv import conv2d as _conv2d
 from ..ops.conv import max_pool2d as _max_pool2d
+from ..ops.losses import mean_squared_error
 from ..ops.normalize import normalize
 from ..backend import to_device
 from ..tensor import Tensor
@@ -119,8 +120,7 @@ def mse_loss(prediction, target):
     if prediction.shape != target.shape:
         raise ValueError(f"mse_loss: prediction of shape {prediction.shape} and target of shape "
                          f"{target.shape} differ")
-    diff = prediction - target
-    return ops.mean(diff * diff)
+    return mean_squared_error(prediction, target)
 
 
 def cross_entropy(logits, labels):

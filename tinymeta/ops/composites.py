@@ -7,16 +7,10 @@ overflow exp; the maximum is a constant shift (detached), which leaves the
 result, and therefore its derivatives, unchanged.
 """
 from ..tensor import Tensor
-from .elementwise import add, exp, log, maximum, mul, neg
-from .operands import as_tensor, binary_operands
+from .elementwise import exp, log, maximum, mul, sub
+from .operands import as_tensor
 from .reduce import _normalize_axis, max, sum
 from .shape import reshape
-
-
-def sub(a, b):
-    """a - b = a + (-b)."""
-    a, b = binary_operands(a, b, "sub")
-    return add(a, neg(b))
 
 
 def relu(x):

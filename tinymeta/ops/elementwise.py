@@ -35,6 +35,36 @@ class Add(Function):
                 sum_to(g, b.shape) if b.requires_grad else None)
 
 
+class Sub(Function):
+    """out = a - b;  da = g, db = -g (each summed to its input's shape)."""
+    input_error = _broadcast_error
+
+    def forward(self, a, b):
+        return threads.elementwise(np.subtract, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        return (sum_to(g, a.shape) if a.requires_grad else None,
+                sum_to(-g, b.shape) if b.requires_grad else None)
+
+
+class AddScaled(Function):
+    """out = a + alpha * b for a fixed number alpha (a gradient step: p + (-lr) g);
+    da = g, db = alpha * g (each summed to its input's shape)."""
+    input_error = _broadcast_error
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, a, b):
+        return threads.elementwise(np.add, a, threads.elementwise(np.multiply, self.alpha, b))
+
+    def backward(self, g):
+        a, b = self.inputs
+        return (sum_to(g, a.shape) if a.requires_grad else None,
+                sum_to(g * self.alpha, b.shape) if b.requires_grad else None)
+
+
 class Mul(Function):
     """out = a * b;  da = g * b, db = g * a."""
     input_error = _broadcast_error
@@ -235,6 +265,15 @@ class AsType(Function):
 # --- the functions users call -------------------------------------------
 def add(a, b):
     return Add.apply(*binary_operands(a, b, "add"))
+
+
+def sub(a, b):
+    return Sub.apply(*binary_operands(a, b, "sub"))
+
+
+def add_scaled(a, b, alpha):
+    """a + alpha * b as one node, alpha a number."""
+    return AddScaled.apply(*binary_operands(a, b, "add_scaled"), alpha=alpha)
 
 
 def mul(a, b):

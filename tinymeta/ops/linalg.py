@@ -44,18 +44,21 @@ class MatMul(Function):
         return _matmul_arrays(a, b)
 
     def input_error(self, inputs, err):
-        a, b = inputs
-        if a.ndim == 0 or b.ndim == 0:
-            return ValueError(f"matmul: operands must have at least one axis, got shapes {a.shape} and {b.shape}")
-        k_a = a.shape[-1]
-        k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
-        if k_a != k_b:
-            return ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align: "
-                              f"a's last axis ({k_a}) must equal b's second-to-last ({k_b})")
-        return ValueError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be broadcast")
+        return ValueError(f"matmul: {_misfit(*inputs)}")
 
     def backward(self, g):
         return _product_grads(*self.inputs, self.transpose_a, self.transpose_b, g)
+
+
+def _misfit(a, b):
+    """Why a @ b is not defined, for an error message."""
+    if a.ndim == 0 or b.ndim == 0:
+        return f"operands must have at least one axis, got shapes {a.shape} and {b.shape}"
+    k_a = a.shape[-1]
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if k_a != k_b:
+        return f"shapes {a.shape} and {b.shape} do not align: a's last axis ({k_a}) must equal b's second-to-last ({k_b})"
+    return f"batch axes of shapes {a.shape} and {b.shape} cannot be broadcast"
 
 
 def _product_grads(a, b, ta, tb, g):
@@ -91,7 +94,10 @@ class Linear(Function):
     dx, dw as for matmul, db = g summed over the axes b was broadcast along."""
 
     def forward(self, x, w, b):
-        out = _matmul_arrays(x, w)
+        try:
+            out = _matmul_arrays(x, w)
+        except ValueError:
+            raise ValueError(_misfit(x, w)) from None
         lead = b.ndim - 1
         if b.ndim > out.ndim or b.shape[:lead] != out.shape[:lead] or b.shape[-1] != out.shape[-1]:
             raise ValueError(f"the bias must have the shape of the result's first {lead} axes and its "
