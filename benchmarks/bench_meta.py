@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import comparison_table, machine_line, median_seconds, write_section  # noqa: E402
+from common import comparison_table, interleaved_medians, machine_line, write_section  # noqa: E402
 
 import numba  # noqa: E402
 
@@ -97,13 +97,14 @@ def sine():
         timings[(order, "tinymeta, per-task loop")] = tinymeta_meta_iteration(model, tasks, first_order, False)
         timings[(order, "tinymeta, vectorised over tasks")] = tinymeta_meta_iteration(model, tasks, first_order, True)
     notes = [_torch_sine(model, tasks, timings), _jax_sine(model, tasks, timings)]
-    medians = {key: median_seconds(fn, repeats=40, warmup=5) for key, fn in timings.items()}
+    medians = interleaved_medians(timings, rounds=40, calls=5, warmup=5)
     table = comparison_table(medians, "median ms", 1e3, [("vs PyTorch", "PyTorch eager, per-task loop"),
                                                          ("vs JAX", "JAX jit + vmap")])
     print(table)
     write_section("meta-sine", "\n\n".join([
         "## One meta-iteration, sine (meta-batch 25, K = 10, one inner step), float32",
-        f"`python benchmarks/bench_meta.py sine`, {datetime.date.today()}; {machine_line()}; {'; '.join(notes)}.",
+        f"`python benchmarks/bench_meta.py sine`, {datetime.date.today()}; {machine_line()}; {'; '.join(notes)}; "
+        "medians of 200 calls each, the implementations taking turns (40 rounds of 5 calls).",
         table]))
 
 
@@ -196,7 +197,7 @@ def omniglot(device):
                 timings[(workload, threaded)] = lambda maml=maml: threads.meta_gradients(maml, tasks)
         notes.append(_torch_omniglot(model, tasks, downsample, device, sync, timings))
 
-    medians = {key: median_seconds(fn, repeats=5, warmup=1) for key, fn in timings.items()}
+    medians = interleaved_medians(timings, rounds=5, calls=1, warmup=1)
     table = comparison_table(medians, "median s", 1, [("vs PyTorch", "PyTorch eager, per-task loop")])
     print(table)
     where = _gpu_name() if device == "cuda" else f"{machine_line()}; numba threads: {numba.get_num_threads()}"
@@ -204,7 +205,7 @@ def omniglot(device):
         f"## One meta-iteration on {device}, Omniglot 5-way 1-shot, 15 query per class, meta-batch 32, "
         "one inner step, float32",
         f"`python benchmarks/bench_meta.py omniglot --device {device}`, {datetime.date.today()}; {where}; "
-        f"{notes[0]}.",
+        f"{notes[0]}; medians of 5 calls each, the implementations taking turns.",
         table]))
 
 

@@ -25,6 +25,25 @@ def median_seconds(fn, repeats=20, warmup=3):
     return statistics.median(times)
 
 
+def interleaved_medians(fns, rounds=20, calls=5, warmup=3):
+    """{key: median wall time of fns[key]()}, the implementations taking turns: each round times
+    `calls` calls of every one, in a rotating order. On a shared or throttled machine the speed drifts
+    over seconds; timing one implementation after another would put that drift into their ratios,
+    taking turns spreads it over all of them alike."""
+    keys = list(fns)
+    for key in keys:
+        for _ in range(warmup):
+            fns[key]()
+    times = {key: [] for key in keys}
+    for r in range(rounds):
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            for _ in range(calls):
+                start = time.perf_counter()
+                fns[key]()
+                times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def cpu_jiffies():
     """(busy, total) CPU time of the whole machine so far, from /proc/stat (Linux)."""
     with open("/proc/stat") as f:
