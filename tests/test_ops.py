@@ -540,6 +540,13 @@ def test_maximum_gives_ties_to_the_first_operand():
     np.testing.assert_array_equal(gb.data, [0.0, 1.0])
 
 
+def test_relu_passes_the_gradient_at_zero_and_no_nan_where_it_is_off():
+    """relu is maximum(x, 0) with the tie at 0 going to x; a NaN arriving where x < 0 stays there."""
+    x = tm.tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    (gx,) = tm.grad(tm.relu(x), [x], grad_outputs=tm.tensor(np.array([np.nan, 3.0, 4.0])))
+    np.testing.assert_array_equal(gx.data, [0.0, 3.0, 4.0])
+
+
 def test_shapes_may_be_lists_or_separate_integers_and_axes_negative():
     x = tm.tensor(np.arange(6.0))
     np.testing.assert_array_equal(tm.reshape(x, [3, 2]).data, x.data.reshape(3, 2))

@@ -1,7 +1,7 @@
 """The differentiable ops: primitives (one Function subclass each) and compositions."""
-from .composites import log_softmax, logsumexp, mean, relu, softmax, var
-from .elementwise import (abs, add, add_scaled, astype, cos, div, exp, log, maximum, mul, neg, power, sigmoid,
-                          sin, sqrt, sub, tanh, where)
+from .composites import log_softmax, logsumexp, mean, softmax, var
+from .elementwise import (abs, add, add_scaled, astype, cos, div, exp, log, maximum, mul, neg, power, relu,
+                          sigmoid, sin, sqrt, sub, tanh, where)
 from .linalg import linear, matmul
 from .reduce import max, sum
 from .shape import (broadcast_to, concatenate, getitem, permute, reshape, stack, sum_to,

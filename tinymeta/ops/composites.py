@@ -7,15 +7,10 @@ overflow exp; the maximum is a constant shift (detached), which leaves the
 result, and therefore its derivatives, unchanged.
 """
 from ..tensor import Tensor
-from .elementwise import exp, log, maximum, mul, sub
+from .elementwise import exp, log, mul, sub
 from .operands import as_tensor
 from .reduce import _normalize_axis, max, sum
 from .shape import reshape
-
-
-def relu(x):
-    """max(x, 0)."""
-    return maximum(x, 0.0)
 
 
 def _count(x, axis):

@@ -156,6 +156,18 @@ class Where(Function):
                 sum_to(where(self.cond, 0.0, g), b.shape) if b.requires_grad else None)
 
 
+class ReLU(Function):
+    """out = max(a, 0);  da = g where a >= 0, else 0 (at 0 the gradient passes, as in maximum(a, 0))."""
+
+    def forward(self, a):
+        return threads.elementwise(np.maximum, a, 0)
+
+    def backward(self, g):
+        a = self.inputs[0].data
+        zero = Tensor(get_array_module(a).zeros((), a.dtype))
+        return (Where.apply(g, zero, cond=threads.elementwise(np.greater_equal, a, 0)),)
+
+
 class Neg(Function):
     """out = -a;  da = -g."""
 
@@ -303,6 +315,10 @@ def where(cond, a, b):
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
     return Where.apply(*binary_operands(a, b, "where"), cond=cond)
+
+
+def relu(a):
+    return ReLU.apply(as_tensor(a))
 
 
 def neg(a):
