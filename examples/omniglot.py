@@ -28,7 +28,10 @@ records each point with the training seconds so far (validation excluded), which
 of characters never trained on, with transductive batch norm (statistics of the
 batch at hand, as MAML) and without (support-set statistics only), and writes
 results.md, results.json (what examples/omniglot_table.py reads) and curves.png.
-Outputs go to --out, with best.npz and checkpoint.npz.
+Outputs go to --out, with best.npz and checkpoint.npz. A cell whose training is
+another's (Reptile's 5-shot cells train exactly as its 1-shot ones: tasks of
+--train-shots drawings either way) is tested from that finished run with
+--trained-by RUN, without training again.
 
 In one process, --threads threads (default: one per core) share each
 meta-batch (tinymeta.meta.TaskThreads; the meta-gradient is the same). Under an
@@ -120,6 +123,10 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="download the official zips if none are found")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--out", type=Path, default=Path("examples/results/omniglot"), help="output folder")
+    p.add_argument("--trained-by", type=Path, default=None, metavar="RUN",
+                   help="do not train: test the best checkpoint of the finished run in folder RUN, whose training "
+                        "must be this command's (Reptile's 5-shot cells train exactly as its 1-shot ones, on tasks "
+                        "of --train-shots drawings; only the test differs)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/checkpoint.npz: parameters, optimizer and inner Adam state, random "
                         "generators, history and best checkpoint")
@@ -170,6 +177,8 @@ def fill_defaults(args, parser):
         if given or args.inner_optimizer != "sgd" or args.train_shots != args.shot:
             parser.error(f"{', '.join(given) or '--inner-optimizer adam / --train-shots'} apply to Reptile only "
                          f"(--algo reptile), not to --algo {args.algo}")
+    if args.trained_by is not None and args.resume:
+        parser.error("--trained-by tests a finished run and trains nothing: it takes no --resume")
     counts = ["way", "shot", "query", "train_shots", "eval_query", "inner_steps", "eval_steps", "meta_batch",
               "iters", "eval_tasks", "val_every", "val_tasks", "threads"]
     for name in counts + (["inner_batch", "eval_batch"] if reptile else []) + (["cg_steps"] if imaml else []):
@@ -324,21 +333,56 @@ def main(argv=None):
               f"{args.inner_steps} inner {args.inner_optimizer} steps of lr {args.inner_lr}, {args.eval_steps} at "
               f"test (settings from {SOURCES[args.algo]})")
 
-    train_tasks = FewShotSampler(split.train.images, args.way, args.train_shots, args.query)
-    watch_train = FewShotSampler(split.train.images, args.way, args.shot, args.eval_query).sample(
-        args.val_tasks, np.random.default_rng([args.seed, 1]))
-    val_tasks = FewShotSampler(split.validation.images, args.way, args.shot, args.eval_query).sample(
-        args.val_tasks, np.random.default_rng([args.seed, 2]))
     test_tasks = FewShotSampler(split.test.images, args.way, args.shot, args.eval_query).sample(
         args.eval_tasks, np.random.default_rng([args.seed, 3]))
 
     model = omniglot_network(args)
     twin = omniglot_network(args, support_stats=True)   # tests without transduction
-
-    def share_weights():
-        twin.load_state_dict({**twin.state_dict(), **model.state_dict()})
-
     learner = make_learner(args, model, np.random.default_rng([args.seed, 5]))
+    if args.trained_by is None:
+        history = train(args, processes, rng, split, learner, twin)
+    if not processes.is_root:
+        return
+    if args.trained_by is None:
+        best_file, best_point = args.out / "best.npz", max(history, key=lambda h: h["validation"][0])
+        run = {"iterations": history[-1]["iteration"], "best_iteration": best_point["iteration"],
+               "train_seconds": history[-1]["train_seconds"], "command": reproducing_command(argv)}
+    else:  # the source run's training, this command's test
+        source = finished_run(args)
+        best_file = args.trained_by / "best.npz"
+        run = {key: source[key] for key in ("iterations", "best_iteration", "train_seconds")}
+        run["command"] = f"{source['command']} && {reproducing_command(argv)}"
+        run["trained_by"] = args.trained_by.name
+
+    with np.load(best_file) as best_state:
+        learner.load_state_dict({name: best_state[name] for name in best_state.files})
+    share_weights(model, twin)
+    test = {bn: accuracy_after_adaptation(learner, test_tasks, args, bn, twin) for bn in BATCH_NORMS}
+    report = results_table(args, test, run)
+    print("\n" + report)
+    (args.out / "results.md").write_text(report + "\n")
+    config = vars(args) | {"out": str(args.out), "data": str(args.data),
+                           "trained_by": None if args.trained_by is None else str(args.trained_by)}
+    (args.out / "results.json").write_text(json.dumps({
+        "algo": args.algo, "way": args.way, "shot": args.shot, **run,
+        "test": {bn: [t.mean, t.ci95] for bn, t in test.items()}, "test_tasks": args.eval_tasks,
+        "config": config}, indent=1))
+    if args.trained_by is None:
+        plot_curves(args.out / "curves.png", history, args)
+
+
+def share_weights(model, twin):
+    """The twin (support-set statistics for testing) takes the model's parameters."""
+    twin.load_state_dict({**twin.state_dict(), **model.state_dict()})
+
+
+def train(args, processes, rng, split, learner, twin):
+    """Meta-train (or continue, with --resume) with validation points and checkpoints; the history."""
+    train_tasks = FewShotSampler(split.train.images, args.way, args.train_shots, args.query)
+    watch_train = FewShotSampler(split.train.images, args.way, args.shot, args.eval_query).sample(
+        args.val_tasks, np.random.default_rng([args.seed, 1]))
+    val_tasks = FewShotSampler(split.validation.images, args.way, args.shot, args.eval_query).sample(
+        args.val_tasks, np.random.default_rng([args.seed, 2]))
     optimizer, lr_schedule = outer_optimizer(learner, args)
     history_file = args.out / "history.json"
     history, best = resumed_history(args)
@@ -347,7 +391,7 @@ def main(argv=None):
     def on_eval(iteration):
         nonlocal best
         clock["trained"] += time.perf_counter() - clock["since"]
-        share_weights()
+        share_weights(learner.model, twin)
         train_acc = accuracy_after_adaptation(learner, watch_train, args, args.batch_norm, twin)
         val_acc = accuracy_after_adaptation(learner, val_tasks, args, args.batch_norm, twin)
         history.append({"iteration": iteration, "train_seconds": clock["trained"],
@@ -365,26 +409,29 @@ def main(argv=None):
     meta_train(learner, train_tasks, optimizer, args.iters, args.meta_batch, rng, eval_every=args.val_every,
                on_eval=on_eval, checkpoint=args.out / "checkpoint.npz", resume=args.resume, config=config,
                lr_schedule=lr_schedule, progress=not args.no_progress, description=args.algo, communicator=processes)
-    if not processes.is_root:
-        return
-
-    with np.load(args.out / "best.npz") as best_state:
-        learner.load_state_dict({name: best_state[name] for name in best_state.files})
-    share_weights()
-    test = {bn: accuracy_after_adaptation(learner, test_tasks, args, bn, twin) for bn in BATCH_NORMS}
-    best_point = max(history, key=lambda h: h["validation"][0])
-    report = results_table(args, test, best_point["iteration"], history[-1]["train_seconds"])
-    print("\n" + report)
-    (args.out / "results.md").write_text(report + "\n")
-    (args.out / "results.json").write_text(json.dumps({
-        "algo": args.algo, "way": args.way, "shot": args.shot, "iterations": history[-1]["iteration"],
-        "best_iteration": best_point["iteration"], "train_seconds": history[-1]["train_seconds"],
-        "test": {bn: [t.mean, t.ci95] for bn, t in test.items()}, "test_tasks": args.eval_tasks,
-        "command": reproducing_command(argv), "config": config}, indent=1))
-    plot_curves(args.out / "curves.png", history, args)
+    return history
 
 
-def results_table(args, test, best_iteration, train_seconds):
+def finished_run(args):
+    """The results.json of the finished run in --trained-by, after checking that it trained as this command
+    would (every training setting but the shot count, which only the test uses when --train-shots is set)."""
+    results_file = args.trained_by / "results.json"
+    if not results_file.exists() or not (args.trained_by / "best.npz").exists():
+        sys.exit(f"omniglot.py --trained-by: {args.trained_by} holds no finished run (no results.json and "
+                 "best.npz); train it first with its own command")
+    results = json.loads(results_file.read_text())
+    trained = results["config"]
+    training = [name for name in SAME_RUN if name != "shot"] + ["iters"]
+    training += list(IMAML_ONLY) if args.algo == "imaml" else []
+    changed = {name: (trained.get(name), getattr(args, name)) for name in training
+               if trained.get(name) != getattr(args, name)}
+    if changed:
+        sys.exit(f"omniglot.py --trained-by: {args.trained_by} trained with other settings than this command "
+                 f"would (run, now): {changed}")
+    return results
+
+
+def results_table(args, test, run):
     inner = f"{args.meta_batch}, {args.inner_steps} {args.inner_optimizer} steps, {args.inner_lr}"
     if args.algo == "reptile":
         inner += f" (minibatches of {args.inner_batch} from {args.train_shots} drawings per class)"
@@ -392,13 +439,15 @@ def results_table(args, test, best_iteration, train_seconds):
         f"Omniglot {args.way}-way {args.shot}-shot, {args.algo}, {args.split} split, seed {args.seed}",
         "",
         "| setting | value |", "|---|---|",
-        f"| meta-iterations | {args.iters} (best validation at {best_iteration}) |",
+        f"| meta-iterations | {run['iterations']} (best validation at {run['best_iteration']}) |",
+        *([f"| trained by | the run in {run['trained_by']}/ (the same training; this run only tests) |"]
+          if "trained_by" in run else []),
         f"| meta-batch, inner steps, inner lr | {inner} |",
         *([f"| iMAML lambda, conjugate-gradient iterations, damping mu | {args.lam}, {args.cg_steps}, {args.damping} |"]
           if args.algo == "imaml" else []),
         f"| network | 4 x [conv 3x3 64, batch norm, ReLU], {args.downsample} downsampling, linear |",
         f"| best checkpoint chosen with batch norm | {args.batch_norm} |",
-        f"| training wall time (validation excluded) | {train_seconds / 60:.1f} min |",
+        f"| training wall time (validation excluded) | {run['train_seconds'] / 60:.1f} min |",
         f"| test tasks | {args.eval_tasks} ({args.eval_query} query drawings per class, {args.eval_steps} adaptation steps) |",
         *[f"| **test accuracy, {bn} batch norm** | **{t.mean * 100:.2f}% ± {t.ci95 * 100:.2f}%** (95% CI) |"
           for bn, t in test.items()]])

@@ -8,7 +8,8 @@ first-order MAML and Reptile; columns 5-way 1-shot, 5-way 5-shot, 20-way 1-shot
 and 20-way 5-shot; each cell the test accuracy (mean ± 95% CI) with transductive
 batch norm (T) and with support-set statistics (N), the paper's figures, the
 meta-iterations and training time of the run, and below the table the command
-that reproduces each cell. A cell without a finished run reads what
+that reproduces each cell (a cell tested from another cell's training, omniglot.py
+--trained-by, says so and gives both commands). A cell without a finished run reads what
 --runs/not_run.json says of it ({"reptile/20/5": "not run: why", "maml/5/1":
 "in progress: how far", ...}), or "not run". Beside it, one
 figure per setting, curves-<way>way-<shot>shot.png: validation accuracy of the
@@ -57,6 +58,8 @@ def cell_text(algo, way, shot, run, reason):
     _, results = run
     measured = [f"**{percent(results['test'][bn])}** {tag}" for bn, tag in BATCH_NORMS.items()]
     budget = f"{results['iterations']:,} it., {duration(results['train_seconds'])}"
+    if results.get("trained_by"):
+        budget += f" (the training of {results['trained_by']}/)"
     return "<br>".join([*measured, *paper, budget])
 
 
@@ -70,7 +73,7 @@ def results_page(runs, reasons):
     commands = [f"- {ALGORITHMS[algo]}, {way}-way {shot}-shot (`{folder.name}/`): `{results['command']}`"
                 for (algo, way, shot), (folder, results) in sorted(runs.items()) if algo in ALGORITHMS]
     figures = [f"![{way}-way {shot}-shot](curves-{way}way-{shot}shot.png)" for way, shot in SETTINGS
-               if any((algo, way, shot) in runs for algo in ALGORITHMS)]
+               if _trained_here(runs, way, shot)]
     test_tasks = sorted({results["test_tasks"] for _, results in runs.values()})
     return "\n".join([
         f"Test accuracy in percent on {', '.join(map(str, test_tasks)) or 'the'} tasks of characters never trained on "
@@ -98,16 +101,21 @@ def with_results(page, results):
     return f"# Omniglot few-shot classification\n\n{block}\n"
 
 
+def _trained_here(runs, way, shot):
+    """The (algo, folder) of the runs of a setting that trained themselves (a --trained-by run only tested:
+    its learning curve is that of the run it names, in that run's setting)."""
+    return [(algo, runs[(algo, way, shot)][0]) for algo in ALGORITHMS
+            if (algo, way, shot) in runs and not runs[(algo, way, shot)][1].get("trained_by")]
+
+
 def plot_setting(path, way, shot, runs):
     """Validation accuracy of each algorithm's run against meta-iterations and against training time."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (by_iteration, by_time) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for algo, label in ALGORITHMS.items():
-        if (algo, way, shot) not in runs:
-            continue
-        folder, _ = runs[(algo, way, shot)]
+    for algo, folder in _trained_here(runs, way, shot):
+        label = ALGORITHMS[algo]
         history = json.loads((folder / "history.json").read_text())
         accuracy = [h["validation"][0] for h in history]
         by_iteration.plot([h["iteration"] for h in history], accuracy, marker="o", ms=3, label=label)
@@ -135,7 +143,7 @@ def main(argv=None):
     readme = args.runs / "README.md"
     readme.write_text(with_results(readme.read_text() if readme.exists() else "", results_page(runs, reasons)))
     for way, shot in SETTINGS:
-        if any((algo, way, shot) in runs for algo in ALGORITHMS):
+        if _trained_here(runs, way, shot):
             plot_setting(args.runs / f"curves-{way}way-{shot}shot.png", way, shot, runs)
     print(f"wrote {args.runs / 'README.md'} from {len(runs)} runs")
 

@@ -177,3 +177,33 @@ def test_omniglot_reptile_resumes_and_reports_both_batch_norms(tmp_path, shared_
                               "--inner-lr", "0.01", "--resume"], capture_output=True, text=True, cwd=ROOT,
                              env={**ENVIRONMENT, **env})
     assert refused.returncode != 0 and "'inner_lr': (0.001, 0.01)" in refused.stderr
+
+
+def test_omniglot_reptile_5_shot_cell_is_tested_from_the_1_shot_training(tmp_path, shared_dir):
+    """--trained-by tests a finished run's best checkpoint at another shot count when the training is the
+    same (Reptile trains on --train-shots drawings whatever the shot); other training settings are refused."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    common = ["--data", shared_dir / "data" / "omniglot", "--algo", "reptile", "--meta-batch", 2, "--iters", 2,
+              "--val-every", 1, "--val-tasks", 2, "--eval-tasks", 3, "--eval-steps", 3, "--no-progress"]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    trained, tested = tmp_path / "reptile-5w1s", tmp_path / "reptile-5w5s"
+    run("omniglot.py", *common, "--shot", 1, "--out", trained, env=env)
+    out = run("omniglot.py", *common, "--shot", 5, "--trained-by", trained, "--out", tested, env=env)
+    assert "trained by | the run in reptile-5w1s/" in out and not (tested / "history.json").exists()
+    source, results = (json.loads((folder / "results.json").read_text()) for folder in (trained, tested))
+    assert (results["shot"], results["trained_by"]) == (5, "reptile-5w1s")
+    assert {key: results[key] for key in ("iterations", "best_iteration", "train_seconds")} == \
+        {key: source[key] for key in ("iterations", "best_iteration", "train_seconds")}
+    assert results["command"].startswith(source["command"] + " && ") and "--trained-by" in results["command"]
+    assert set(results["test"]) == {"transductive", "support-stats"}
+
+    def refusal(source_dir, *extra):
+        result = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot.py"), *map(str, common), "--shot",
+                                 "5", "--trained-by", str(source_dir), "--out", str(tested), *extra],
+                                capture_output=True, text=True, cwd=ROOT, env={**ENVIRONMENT, **env})
+        assert result.returncode != 0
+        return result.stderr
+
+    assert "'inner_lr': (0.001, 0.01)" in refusal(trained, "--inner-lr", "0.01")   # another training
+    assert "holds no finished run" in refusal(tmp_path / "nothing-here")

@@ -24,6 +24,16 @@ def fake_run(folder, algo, way, shot, iterations, transductive, support_stats, s
         "test": {"transductive": transductive, "support-stats": support_stats}}))
 
 
+def fake_tested_run(folder, source, algo, way, shot, iterations, transductive, support_stats):
+    """A run folder that omniglot.py --trained-by leaves: results.json only, naming the run that trained."""
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({
+        "algo": algo, "way": way, "shot": shot, "iterations": iterations, "best_iteration": iterations,
+        "train_seconds": 7200.0, "test_tasks": 600, "trained_by": source,
+        "command": f"python examples/omniglot.py --out {source} && python examples/omniglot.py --trained-by {source}",
+        "test": {"transductive": transductive, "support-stats": support_stats}}))
+
+
 def make_page(runs):
     omniglot_table.main(["--runs", str(runs)])
     return (runs / "README.md").read_text()
@@ -42,6 +52,7 @@ def runs(tmp_path_factory):
     fake_run(tmp_path / "reptile-5w1s", "reptile", 5, 1, 100000, [0.9712, 0.0031], [0.9501, 0.004],
              seconds_per_point=3600.0)
     fake_run(tmp_path / "maml-5w1s-short", "maml", 5, 1, 200, [0.5, 0.05], [0.5, 0.05])   # fewer iterations
+    fake_tested_run(tmp_path / "reptile-20w5s", "reptile-20w1s", "reptile", 20, 5, 200000, [0.96, 0.004], [0.95, 0.005])
     (tmp_path / "not_run.json").write_text(json.dumps({"fomaml/20/5": "not run: about 30 h on 2 cores",
                                                         "reptile/5/5": "in progress: 2,500 of 100,000"}))
     return tmp_path
@@ -61,6 +72,13 @@ def test_each_cell_holds_both_batch_norms_the_papers_figure_and_the_runs_budget(
     assert reptile[:2] == ["**97.12 ± 0.31** T", "**95.01 ± 0.40** N"]
     assert "paper 97.68 ± 0.04 T" in reptile and "paper 95.39 ± 0.09 N" in reptile
     assert reptile[-1] == "100,000 it., 2.0 h"
+
+
+def test_a_cell_tested_from_another_cells_training_names_that_run_and_draws_no_curve(page):
+    assert row(page, "Reptile")[3].split("<br>") == [
+        "**96.00 ± 0.40** T", "**95.00 ± 0.50** N", "paper 97.12 ± 0.32 T", "paper 96.65 ± 0.33 N",
+        "200,000 it., 2.0 h (the training of reptile-20w1s/)"]
+    assert "--trained-by reptile-20w1s" in page and "![20-way 5-shot]" not in page
 
 
 def test_missing_cells_say_what_not_run_json_says_of_them_or_not_run(page):
