@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import comparison_table, machine_line, median_seconds, write_section  # noqa: E402
+from common import comparison_table, interleaved_medians, machine_line, write_section  # noqa: E402
 
 import tinymeta as tm  # noqa: E402
 
@@ -157,13 +157,14 @@ def main():
     except ImportError:
         torch_note = "PyTorch not installed: its rows are missing"
 
-    medians = {key: median_seconds(fn, repeats=300, warmup=30) for key, fn in timings.items()}
+    medians = interleaved_medians(timings, rounds=60, calls=5, warmup=30)
     table = comparison_table(medians, "median µs", 1e6, [("vs numpy floor", "numpy (hand-written)"),
                                                          ("vs PyTorch", "PyTorch eager")])
     print(table)
     write_section("engine", "\n\n".join([
         "## Engine overhead: sine MLP 1-40-40-1, batch 10, float32",
-        f"`python benchmarks/bench_engine.py`, {datetime.date.today()}; {machine_line()}; {torch_note}.",
+        f"`python benchmarks/bench_engine.py`, {datetime.date.today()}; {machine_line()}; {torch_note}; "
+        "medians of 300 calls each, the implementations taking turns (60 rounds of 5 calls).",
         "Second order = gradient of the query loss after one differentiable inner SGD step (one MAML task).",
         table]))
 

@@ -57,7 +57,11 @@ class AddScaled(Function):
         self.alpha = alpha
 
     def forward(self, a, b):
-        return threads.elementwise(np.add, a, threads.elementwise(np.multiply, self.alpha, b))
+        out = threads.elementwise(np.multiply, self.alpha, b)
+        if out.shape == a.shape:  # the usual case: one fresh array, no second temporary
+            out += a
+            return out
+        return threads.elementwise(np.add, a, out)
 
     def backward(self, g):
         a, b = self.inputs

@@ -4,6 +4,8 @@ Their backwards are the inverse movements: reshape undoes reshape, transpose
 applies the inverse permutation, broadcast_to and sum_to are each other's
 adjoints, and indexing scatters the gradient back into the indexed positions.
 """
+import math
+
 import numpy as np
 
 from ..backend import array_module, get_array_module, to_device
@@ -76,7 +78,7 @@ class BroadcastTo(Function):
         # A fresh array, not numpy's read-only broadcast view: filling it costs a fraction
         # of np.broadcast_to's call overhead at the small sizes meta-learning lives on.
         xp = get_array_module(a)
-        if xp is np and np.prod(self.shape) >= threads.GRAIN:
+        if xp is np and math.prod(self.shape) >= threads.GRAIN:  # math.prod: np.prod of a tuple costs 5 us
             return threads.elementwise(np.positive, np.broadcast_to(a, self.shape))
         out = xp.empty(self.shape, dtype=a.dtype)
         out[...] = a
