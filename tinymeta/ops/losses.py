@@ -29,4 +29,6 @@ def mean_squared_error(prediction, target):
     if prediction.shape != target.shape:
         raise ValueError(f"mean_squared_error: prediction of shape {prediction.shape} and target of shape "
                          f"{target.shape} differ")
+    if prediction.size == 0:
+        raise ValueError(f"mean_squared_error: no elements to average (shape {prediction.shape})")
     return MeanSquaredError.apply(*binary_operands(prediction, target, "mean_squared_error"))
