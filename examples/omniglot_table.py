@@ -13,7 +13,9 @@ that reproduces each cell (a cell tested from another cell's training, omniglot.
 --runs/not_run.json says of it ({"reptile/20/5": "not run: why", "maml/5/1":
 "in progress: how far", ...}), or "not run". Beside it, one
 figure per setting, curves-<way>way-<shot>shot.png: validation accuracy of the
-three algorithms against meta-iterations and against training time.
+three algorithms against meta-iterations and against training time, a run still
+in progress (a checkpoint and a history, no results yet) drawn dashed up to its
+checkpoint.
 If two runs fill one cell, the one with more meta-iterations is shown. Text of
 README.md outside the markers <!-- results --> and <!-- /results --> is kept.
 """
@@ -22,6 +24,7 @@ import json
 from pathlib import Path
 
 from omniglot_settings import PAPER
+from tinymeta.meta.checkpoint import checkpoint_info
 
 ALGORITHMS = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile"}
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
@@ -37,6 +40,21 @@ def find_runs(folder):
         cell = (results["algo"], results["way"], results["shot"])
         if cell not in runs or results["iterations"] > runs[cell][1]["iterations"]:
             runs[cell] = (results_file.parent, results)
+    return runs
+
+
+def find_in_progress(folder):
+    """{(algo, way, shot): (run folder, iteration reached, iterations planned)} of the runs under `folder`
+    that have a checkpoint and a history but no results yet (the furthest one of a cell)."""
+    runs = {}
+    for checkpoint in sorted(Path(folder).glob("*/checkpoint.npz")):
+        run = checkpoint.parent
+        if (run / "results.json").exists() or not (run / "history.json").exists():
+            continue
+        iteration, config = checkpoint_info(checkpoint)
+        cell = (config["algo"], config["way"], config["shot"])
+        if cell not in runs or iteration > runs[cell][1]:
+            runs[cell] = (run, iteration, config["iters"])
     return runs
 
 
@@ -63,7 +81,7 @@ def cell_text(algo, way, shot, run, reason):
     return "<br>".join([*measured, *paper, budget])
 
 
-def results_page(runs, reasons):
+def results_page(runs, reasons, in_progress):
     header = "| | " + " | ".join(f"{way}-way {shot}-shot" for way, shot in SETTINGS) + " |"
     rows = [header, "|---" * (len(SETTINGS) + 1) + "|"]
     for algo, label in ALGORITHMS.items():
@@ -73,7 +91,7 @@ def results_page(runs, reasons):
     commands = [f"- {ALGORITHMS[algo]}, {way}-way {shot}-shot (`{folder.name}/`): `{results['command']}`"
                 for (algo, way, shot), (folder, results) in sorted(runs.items()) if algo in ALGORITHMS]
     figures = [f"![{way}-way {shot}-shot](curves-{way}way-{shot}shot.png)" for way, shot in SETTINGS
-               if _trained_here(runs, way, shot)]
+               if _curves(runs, in_progress, way, shot)]
     test_tasks = sorted({results["test_tasks"] for _, results in runs.values()})
     return "\n".join([
         f"Test accuracy in percent on {', '.join(map(str, test_tasks)) or 'the'} tasks of characters never trained on "
@@ -88,7 +106,8 @@ def results_page(runs, reasons):
         "",
         *(commands or ["- none yet"]),
         "",
-        "Validation accuracy during training, against meta-iterations and against training time:",
+        "Validation accuracy during training, against meta-iterations and against training time "
+        "(dashed: a run still in progress, up to its last checkpoint):",
         "",
         *figures])
 
@@ -101,25 +120,33 @@ def with_results(page, results):
     return f"# Omniglot few-shot classification\n\n{block}\n"
 
 
-def _trained_here(runs, way, shot):
-    """The (algo, folder) of the runs of a setting that trained themselves (a --trained-by run only tested:
-    its learning curve is that of the run it names, in that run's setting)."""
-    return [(algo, runs[(algo, way, shot)][0]) for algo in ALGORITHMS
-            if (algo, way, shot) in runs and not runs[(algo, way, shot)][1].get("trained_by")]
+def _curves(runs, in_progress, way, shot):
+    """(label, run folder, last iteration, in progress) of each algorithm's curve in a setting: its finished
+    run if that run trained (a --trained-by run only tested: its curve is the source run's, in the source's
+    setting), else a run in progress, up to its checkpoint."""
+    curves = []
+    for algo, label in ALGORITHMS.items():
+        finished = runs.get((algo, way, shot))
+        if finished is not None and not finished[1].get("trained_by"):
+            curves.append((label, finished[0], finished[1]["iterations"], False))
+        elif (algo, way, shot) in in_progress:
+            folder, iteration, planned = in_progress[(algo, way, shot)]
+            curves.append((f"{label} (in progress: {iteration:,} of {planned:,})", folder, iteration, True))
+    return curves
 
 
-def plot_setting(path, way, shot, runs):
-    """Validation accuracy of each algorithm's run against meta-iterations and against training time."""
+def plot_setting(path, curves, way, shot):
+    """Validation accuracy of each curve's run against meta-iterations and against training time."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (by_iteration, by_time) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for algo, folder in _trained_here(runs, way, shot):
-        label = ALGORITHMS[algo]
-        history = json.loads((folder / "history.json").read_text())
+    for label, folder, last, unfinished in curves:
+        history = [h for h in json.loads((folder / "history.json").read_text()) if h["iteration"] <= last]
         accuracy = [h["validation"][0] for h in history]
-        by_iteration.plot([h["iteration"] for h in history], accuracy, marker="o", ms=3, label=label)
-        by_time.plot([h["train_seconds"] / 60 for h in history], accuracy, marker="o", ms=3, label=label)
+        style = dict(marker="o", ms=3, label=label, linestyle="--" if unfinished else "-")
+        by_iteration.plot([h["iteration"] for h in history], accuracy, **style)
+        by_time.plot([h["train_seconds"] / 60 for h in history], accuracy, **style)
     by_iteration.set_xlabel("meta-iteration")
     by_time.set_xlabel("training time (min)")
     by_iteration.set_ylabel("validation accuracy")
@@ -137,14 +164,16 @@ def main(argv=None):
     p.add_argument("--runs", type=Path, default=Path("examples/results/omniglot"),
                    help="folder of run folders; README.md and the figures are written there")
     args = p.parse_args(argv)
-    runs = find_runs(args.runs)
+    runs, in_progress = find_runs(args.runs), find_in_progress(args.runs)
     reasons_file = args.runs / "not_run.json"
     reasons = json.loads(reasons_file.read_text()) if reasons_file.exists() else {}
     readme = args.runs / "README.md"
-    readme.write_text(with_results(readme.read_text() if readme.exists() else "", results_page(runs, reasons)))
+    readme.write_text(with_results(readme.read_text() if readme.exists() else "",
+                                   results_page(runs, reasons, in_progress)))
     for way, shot in SETTINGS:
-        if _trained_here(runs, way, shot):
-            plot_setting(args.runs / f"curves-{way}way-{shot}shot.png", way, shot, runs)
+        curves = _curves(runs, in_progress, way, shot)
+        if curves:
+            plot_setting(args.runs / f"curves-{way}way-{shot}shot.png", curves, way, shot)
     print(f"wrote {args.runs / 'README.md'} from {len(runs)} runs")
 
 

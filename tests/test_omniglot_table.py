@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,16 @@ def fake_tested_run(folder, source, algo, way, shot, iterations, transductive, s
         "test": {"transductive": transductive, "support-stats": support_stats}}))
 
 
+def fake_run_in_progress(folder, algo, way, shot, iteration, planned):
+    """A run folder mid-training: history.json and a checkpoint (only its meta.json, what the table reads)."""
+    folder.mkdir(parents=True)
+    points = [{"iteration": i, "train_seconds": 10.0 * i, "train": [0.5, 0.01], "validation": [0.3 + i / 1e4, 0.01]}
+              for i in range(250, iteration + 251, 250)]   # one point past the checkpoint, as a stopped run leaves
+    (folder / "history.json").write_text(json.dumps(points))
+    meta = {"iteration": iteration, "config": {"algo": algo, "way": way, "shot": shot, "iters": planned}}
+    np.savez(folder / "checkpoint.npz", **{"meta.json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+
+
 def make_page(runs):
     omniglot_table.main(["--runs", str(runs)])
     return (runs / "README.md").read_text()
@@ -52,6 +63,8 @@ def runs(tmp_path_factory):
     fake_run(tmp_path / "reptile-5w1s", "reptile", 5, 1, 100000, [0.9712, 0.0031], [0.9501, 0.004],
              seconds_per_point=3600.0)
     fake_run(tmp_path / "maml-5w1s-short", "maml", 5, 1, 200, [0.5, 0.05], [0.5, 0.05])   # fewer iterations
+    fake_run_in_progress(tmp_path / "maml-20w1s", "maml", 20, 1, 1000, 40000)
+    fake_run_in_progress(tmp_path / "reptile-5w1s-next", "reptile", 5, 1, 500, 100000)   # the cell is finished
     fake_tested_run(tmp_path / "reptile-20w5s", "reptile-20w1s", "reptile", 20, 5, 200000, [0.96, 0.004], [0.95, 0.005])
     (tmp_path / "not_run.json").write_text(json.dumps({"fomaml/20/5": "not run: about 30 h on 2 cores",
                                                         "reptile/5/5": "in progress: 2,500 of 100,000"}))
@@ -79,6 +92,15 @@ def test_a_cell_tested_from_another_cells_training_names_that_run_and_draws_no_c
         "**96.00 ± 0.40** T", "**95.00 ± 0.50** N", "paper 97.12 ± 0.32 T", "paper 96.65 ± 0.33 N",
         "200,000 it., 2.0 h (the training of reptile-20w1s/)"]
     assert "--trained-by reptile-20w1s" in page and "![20-way 5-shot]" not in page
+
+
+def test_runs_in_progress_are_drawn_dashed_up_to_their_checkpoint_where_no_finished_run_is(runs, page):
+    finished, in_progress = omniglot_table.find_runs(runs), omniglot_table.find_in_progress(runs)
+    assert [(label, last, unfinished) for label, _, last, unfinished in
+            omniglot_table._curves(finished, in_progress, 20, 1)] == [("MAML (in progress: 1,000 of 40,000)", 1000, True)]
+    assert [label for label, *_ in omniglot_table._curves(finished, in_progress, 5, 1)] == ["MAML", "Reptile"]
+    assert (runs / "curves-20way-1shot.png").stat().st_size > 5000 and "![20-way 1-shot]" in page
+    assert "dashed: a run still in progress" in page
 
 
 def test_missing_cells_say_what_not_run_json_says_of_them_or_not_run(page):
