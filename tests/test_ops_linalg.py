@@ -79,3 +79,20 @@ def test_outer_products_equal_numpys_matmul(a_shape, b_shape, transpose_b):
     out = MatMul.apply(tm.tensor(a), tm.tensor(b_stored), transpose_b=transpose_b).data
     assert out.shape == (a @ b).shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, a @ b)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 1, 3), (2, 1, 3)), ((3, 2), (1, 2)), ((3, 1), (3, 4)),
+                                              ((2, 1), (2, 4))])
+def test_products_that_do_not_align_are_refused_not_broadcast(a_shape, b_shape):
+    """Shapes one size-1 axis away from an outer product: the broadcast multiply must not take them (it would
+    return an array of the wrong shape or values instead of the error)."""
+    a, b = tm.tensor(np.ones(a_shape)), tm.tensor(np.ones(b_shape))
+    with pytest.raises(ValueError, match="do not align"):
+        tm.matmul(a, b)
+    with pytest.raises(ValueError, match="do not align"):
+        tm.linear(a, b, tm.tensor(np.ones(b_shape[:-2] + b_shape[-1:])))
+
+
+def test_linear_names_itself_when_the_weight_has_another_dtype():
+    with pytest.raises(TypeError, match="^linear: operands have dtypes float32 and float64"):
+        tm.linear(tm.tensor(np.ones((2, 3), np.float32)), tm.tensor(np.ones((3, 4))), tm.tensor(np.ones(4)))
