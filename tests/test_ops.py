@@ -427,6 +427,12 @@ def test_where_takes_a_boolean_tensor_as_condition():
     np.testing.assert_allclose(g.data, [0.5, 1.0, 0.5])
 
 
+def test_where_takes_a_list_or_a_python_bool_as_condition():
+    a, b = tm.tensor(np.array([1.0, 2.0, 3.0])), tm.tensor(np.array([4.0, 5.0, 6.0]))
+    np.testing.assert_array_equal(tm.where([True, False, True], a, b).data, [1.0, 5.0, 3.0])
+    np.testing.assert_array_equal(tm.where(False, a, b).data, [4.0, 5.0, 6.0])
+
+
 def test_astype_to_integers_is_a_constant_of_the_truncated_values():
     x = tm.tensor(np.array([1.7, -2.7]), requires_grad=True)
     y = tm.astype(x, np.int64)
