@@ -320,6 +320,7 @@ def reproducing_command(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    source = None if args.trained_by is None else finished_run(args)   # before the data: refuse early
     processes = work_sharing(args)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -348,7 +349,6 @@ def main(argv=None):
         run = {"iterations": history[-1]["iteration"], "best_iteration": best_point["iteration"],
                "train_seconds": history[-1]["train_seconds"], "command": reproducing_command(argv)}
     else:  # the source run's training, this command's test
-        source = finished_run(args)
         best_file = args.trained_by / "best.npz"
         run = {key: source[key] for key in ("iterations", "best_iteration", "train_seconds")}
         run["command"] = f"{source['command']} && {reproducing_command(argv)}"
