@@ -522,6 +522,9 @@ ERRORS = [
      r"mean_squared_error: prediction of shape \(3,\) and target of shape \(2, 3\) differ"),
     (lambda: mean_squared_error(_t(0, 2), _t(0, 2)), ValueError,
      r"mean_squared_error: no elements to average \(shape \(0, 2\)\)"),
+    (lambda: tm.linear(_t(2, 3), _t(3, 4), _t()), ValueError,
+     r"linear: cannot apply to input \(2, 3\), weight \(3, 4\) and bias \(\): the bias must have an axis of "
+     r"features, its last"),
     (lambda: tm.linear(_t(2, 3), _t(4, 5), _t(5)), ValueError,
      r"linear: cannot apply to input \(2, 3\), weight \(4, 5\) and bias \(5,\): shapes \(2, 3\) and \(4, 5\) "
      r"do not align: a's last axis \(3\) must equal b's second-to-last \(4\)"),

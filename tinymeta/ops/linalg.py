@@ -98,6 +98,8 @@ class Linear(Function):
             out = _matmul_arrays(x, w)
         except ValueError:
             raise ValueError(_misfit(x, w)) from None
+        if b.ndim == 0:
+            raise ValueError("the bias must have an axis of features, its last")
         lead = b.ndim - 1
         if b.ndim > out.ndim or b.shape[:lead] != out.shape[:lead] or b.shape[-1] != out.shape[-1]:
             raise ValueError(f"the bias must have the shape of the result's first {lead} axes and its "
