@@ -26,7 +26,7 @@ from tinymeta.meta.distributed import communicator
 from tinymeta.optim import Adam, InnerAdam
 from tinymeta.tensor import Tensor
 
-LEARNERS = ("maml", "maml-vectorized", "fomaml", "reptile", "reptile-adam", "pretrain")
+LEARNERS = ("maml", "maml-vectorized", "fomaml", "reptile", "reptile-adam", "reptile-minibatches", "pretrain")
 META_BATCHES = (1, 3, 4)  # fewer tasks than ranks, not divisible by 2, divisible by 2
 SOURCE = SineTasks(shots=5, queries=6, dtype=np.float64)
 
@@ -48,6 +48,8 @@ def learner(name, model):
     if name == "reptile-adam":  # its carried inner moments are averaged over the ranks like the gradient
         return Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=SOURCE.shots, outer_lr=0.1,
                        inner_optimizer=InnerAdam())
+    if name == "reptile-minibatches":  # every rank draws the same minibatch order
+        return Reptile(model, inner_lr=0.05, inner_steps=3, inner_batch=2, outer_lr=0.1)
     return Pretrain(model)
 
 

@@ -119,13 +119,15 @@ def test_reptile_gradient_is_inner_lr_times_the_sum_of_the_inner_gradients():
         np.testing.assert_allclose(reptile_grads[name], 0.1 * (a.data + b.data), rtol=1e-12, atol=1e-15)
 
 
-def test_vectorized_reptile_equals_the_per_task_loop():
-    """With full-batch inner steps (minibatch draws differ between the two forms)."""
+@pytest.mark.parametrize("inner_batch", [100, 3])   # full-batch steps, and minibatches of 3 of the 5 shots
+def test_vectorized_reptile_equals_the_per_task_loop(inner_batch):
     tasks = sine_tasks(3)
     results = []
     for vectorize in (False, True):
         model = tiny_mlp(act=nn.ReLU, hidden=8)
-        results.append(Reptile(model, 0.05, 4, inner_batch=100, outer_lr=0.5, vectorize=vectorize).meta_gradients(tasks))
+        reptile = Reptile(model, 0.05, 4, inner_batch=inner_batch, outer_lr=0.5, rng=np.random.default_rng(2),
+                          vectorize=vectorize)
+        results.append(reptile.meta_gradients(tasks))
     (loop_loss, loop), (vec_loss, vec) = results
     assert vec_loss == pytest.approx(loop_loss, rel=1e-10)
     for k in loop:
@@ -349,6 +351,37 @@ def test_reptile_minibatches_follow_its_generator_and_keep_every_column():
     for batch, picks in zip(batches, (order[:4], order[4:8])):
         np.testing.assert_array_equal(batch.inputs, support.inputs[picks])
         np.testing.assert_array_equal(batch.targets, support.targets[picks])
+
+
+def test_reptile_takes_one_minibatch_order_per_meta_iteration():
+    """Every call before the outer step reads the same order; the step (carry) moves on to another."""
+    reptile = Reptile(tiny_mlp(), 0.05, inner_steps=3, inner_batch=2, outer_lr=0.5, rng=np.random.default_rng(4))
+    support = Examples(np.arange(6.0).reshape(6, 1), np.arange(6.0).reshape(6, 1))
+
+    def order():
+        return np.concatenate([b.inputs.ravel() for b in reptile._minibatches(support, 3, 2, stacked=False)])
+    first = order()
+    np.testing.assert_array_equal(order(), first)
+    reptile.meta_step(sine_tasks(2), reptile.optimizer())
+    assert not np.array_equal(order(), first)
+
+
+def test_reptile_evaluation_between_outer_steps_leaves_the_training_alone():
+    """Validation adapts with minibatches too; the run it interrupts takes the same steps as one without it."""
+    tasks = SineTasks(shots=6, queries=5, dtype=np.float64)
+
+    def run(validate):
+        reptile = Reptile(tiny_mlp(), 0.05, inner_steps=3, inner_batch=2, outer_lr=0.5, rng=np.random.default_rng(3))
+
+        def on_eval(_):
+            reptile.adapt(reptile.model.parameters_dict(), sine_tasks(1)[0].support, steps=4)
+        meta_train(reptile, tasks, reptile.optimizer(), 6, 3, np.random.default_rng(1), eval_every=2,
+                   on_eval=on_eval if validate else None, progress=False)
+        return reptile.state_dict()
+
+    validated, plain = run(True), run(False)
+    for name, value in plain.items():
+        np.testing.assert_array_equal(validated[name], value, err_msg=name)
 
 
 def test_reptile_without_a_generator_is_reproducible_and_allows_batches_of_one():

@@ -40,6 +40,8 @@ LEARNERS = {
     "reptile": lambda model: Reptile(model, inner_lr=0.05, inner_steps=3, inner_batch=SINE.shots, outer_lr=0.1),
     "reptile-adam": lambda model: Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=SINE.shots, outer_lr=0.1,
                                           inner_optimizer=InnerAdam()),
+    "reptile-minibatches": lambda model: Reptile(model, inner_lr=0.01, inner_steps=3, inner_batch=2, outer_lr=0.1,
+                                                 inner_optimizer=InnerAdam()),
     "pretrain": lambda model: Pretrain(model),
     "metasgd": lambda model: MetaSGD(model, 0.05, inner_steps=2),
     "imaml": lambda model: IMAML(model, inner_lr=0.05, inner_steps=3, lam=2.0, cg_steps=4),
@@ -81,9 +83,10 @@ def test_threads_compute_the_one_thread_meta_gradient_of_a_vectorised_conv_net(t
     np.testing.assert_allclose(flat(grads), flat(expected), rtol=1e-10, atol=1e-13)
 
 
-def test_threads_follow_the_one_thread_training_trajectory():
+@pytest.mark.parametrize("name", ["maml-vectorized", "reptile-minibatches"])
+def test_threads_follow_the_one_thread_training_trajectory(name):
     def train(communicator):
-        learner = MAML(tiny_mlp(), inner_lr=0.05, inner_steps=1, vectorize=True)
+        learner = LEARNERS[name](tiny_mlp())
         optimizer = Adam(learner.parameters_dict(), lr=0.01)
         meta_train(learner, SINE, optimizer, iterations=6, meta_batch=4, rng=np.random.default_rng(3),
                    progress=False, communicator=communicator)

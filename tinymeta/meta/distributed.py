@@ -30,9 +30,8 @@ as one plain process a SingleProcess, which sends nothing and imports nothing.
 
 Not combined across ranks: batch norm's running statistics (each rank keeps
 those of its own tasks; meta-training normalises with batch statistics and
-never trains on them), and Reptile's minibatch order when inner_batch is
-smaller than the support set (each rank draws it from its own generator, so
-such a run depends on the number of processes).
+never trains on them). Reptile's minibatch order needs nothing sent: it is
+one order per meta-iteration, which every rank draws alike (reptile.py).
 """
 import os
 import sys

@@ -24,11 +24,17 @@ so that every way of sharing a meta-batch averages them like the gradient;
 `carry` takes them in. The moments are part of `state_dict` (checkpoints), and
 test-time adaptation (`adapt`) starts from them too, as the paper's code does.
 
-When inner_batch is smaller than the support set, the minibatch order comes
-from the learner's own Generator: threads sharing a meta-batch (TaskThreads)
-draw from it in whatever order they run, so such a run is not bit-reproducible
-(each order is still a fair draw); MPI ranks each draw from their own copy.
+When inner_batch is smaller than the support set, the inner steps walk through
+the support set in a random order drawn from the learner's own Generator, one
+order per meta-iteration for every task of it: each call reads a copy of the
+Generator, which `carry` advances after the outer step. So however a meta-batch
+is shared (stacked, threads, MPI ranks: none knows the others' tasks), every
+share takes the same minibatches and the run is the same; and evaluation, which
+draws between outer steps, leaves the training's orders alone. A shared order
+is still a fair draw for each task: its examples sit in random order of class
+and drawing (data/sampler.py).
 """
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -49,8 +55,9 @@ class Reptile(MetaLearner):
 
     Each inner step uses `inner_batch` support examples (all of them when
     inner_batch >= the support size), visiting the support set in a random
-    order drawn from `rng`. vectorize=True adapts the whole meta-batch at once
-    (as in MAML; same result, for models whose layers take a task axis).
+    order drawn from `rng`, the same for every task of a meta-iteration.
+    vectorize=True adapts the whole meta-batch at once (as in MAML; same
+    result, for models whose layers take a task axis).
     inner_optimizer: None for SGD steps of inner_lr, or an optim.InnerAdam.
     """
 
@@ -93,7 +100,8 @@ class Reptile(MetaLearner):
         if batch >= n:
             return [support] * steps
         rounds = -(-steps * batch // n)
-        order = np.concatenate([self.rng.permutation(n) for _ in range(rounds)])
+        this_iteration = copy.deepcopy(self.rng)   # the same order for every call until carry advances rng
+        order = np.concatenate([this_iteration.permutation(n) for _ in range(rounds)])
         picks = order[: steps * batch].reshape(steps, batch)
         return [Examples(inputs.take(idx, axis=axis), targets.take(idx, axis=axis)) for idx in picks]
 
@@ -125,7 +133,9 @@ class Reptile(MetaLearner):
         return OrderedDict(list(self.parameters_dict().items()) + list(_flat_moments(self.moments).items()))
 
     def carry(self, means):
-        """After the outer step: the carried moments become the meta-batch means, inner_steps steps on."""
+        """After the outer step: the next meta-iteration's minibatch order, and the carried moments
+        become the meta-batch means, inner_steps steps on."""
+        self.rng.random()   # one draw moves rng on: _minibatches reads it through a copy
         if self.moments is None:
             return
         m, v = ({name: means[f"{MOMENTS_PREFIX}{kind}.{name}"] for name in self.moments.m} for kind in ("m", "v"))
