@@ -7,6 +7,13 @@ variance of its N*S values:
     forward   x_hat = (x - mean) * r,           r = 1 / sqrt(var + eps)
     backward  dx = r * (g - mean(g) - x_hat * mean(g * x_hat))
 
+and the gradient of that backward, dx as a function of (g, x), given h = dL/d(dx)
+(the double backward, for MAML's second-order step; tinymeta/ops/normalize.py derives it):
+
+    dg = r * (h - mean(h) - x_hat * d)
+    dx = -r^2 * (d * (g - mean(g)) + c * (h - mean(h)) + x_hat * (mean(h g) - mean(h) mean(g) - 3 c d))
+    with c = mean(g * x_hat), d = mean(h * x_hat)
+
 Each kernel takes one (group, channel) at a time, so its values are read from memory once
 and revisited in cache (numpy would make a pass over the whole array per operation). Sums
 accumulate in float64. Serial and free of the GIL, as every kernel (kernels/__init__.py).
@@ -82,3 +89,42 @@ def batch_norm_backward(grad, x_hat, rstd):
     dx = np.empty_like(grad)
     _normalize_backward(grad, x_hat, rstd, dx)
     return dx
+
+
+@njit(cache=True, nogil=True)
+def _normalize_double_backward(h, grad, x_hat, rstd, dgrad, dx):
+    groups, n, channels, pixels = grad.shape
+    count = n * pixels
+    for gc in range(groups * channels):
+        g, c = gc // channels, gc % channels
+        sum_h, sum_g, sum_hx, sum_gx, sum_hg = 0.0, 0.0, 0.0, 0.0, 0.0
+        for i in range(n):
+            for s in range(pixels):
+                hv, gv, xv = h[g, i, c, s], grad[g, i, c, s], x_hat[g, i, c, s]
+                sum_h += hv
+                sum_g += gv
+                sum_hx += hv * xv
+                sum_gx += gv * xv
+                sum_hg += hv * gv
+        mean_h, mean_g, d, cg = sum_h / count, sum_g / count, sum_hx / count, sum_gx / count
+        r = rstd[g, c]
+        r2 = r * r
+        k = sum_hg / count - mean_h * mean_g - 3.0 * cg * d
+        for i in range(n):
+            for s in range(pixels):
+                hv, gv, xv = h[g, i, c, s], grad[g, i, c, s], x_hat[g, i, c, s]
+                dgrad[g, i, c, s] = r * (hv - mean_h - xv * d)
+                dx[g, i, c, s] = -r2 * (d * (gv - mean_g) + cg * (hv - mean_h) + xv * k)
+
+
+def batch_norm_double_backward(h, grad, x_hat, rstd):
+    """(dgrad, dx): the gradient, given h, of batch_norm_backward's dx with respect to grad and to x
+    (through x_hat and r both), as in the module docstring."""
+    h, grad, x_hat = (np.ascontiguousarray(a) for a in (h, grad, x_hat))
+    _check("batch_norm_double_backward", h=h, grad=grad, x_hat=x_hat)
+    if not h.shape == grad.shape == x_hat.shape or rstd.shape != (grad.shape[0], grad.shape[2]):
+        raise ValueError(f"batch_norm_double_backward: h {h.shape}, grad {grad.shape}, x_hat {x_hat.shape} and "
+                         f"rstd {rstd.shape} do not fit together (rstd must be (G, C))")
+    dgrad, dx = np.empty_like(grad), np.empty_like(grad)
+    _normalize_double_backward(h, grad, x_hat, rstd, dgrad, dx)
+    return dgrad, dx

@@ -117,6 +117,18 @@ def batch_norm_backward(grad, x_hat, rstd):
     return rstd[:, None, :, None] * (grad - mean_g - x_hat * mean_gx)
 
 
+def batch_norm_double_backward(h, grad, x_hat, rstd):
+    """(dgrad, dx), the gradient of batch_norm_backward's dx with respect to grad and x given
+    h = dL/d(dx) (formulas in kernels/batch_norm.py); array methods only, as above."""
+    def mean(a):
+        return a.mean(axis=(1, 3), keepdims=True)
+    r = rstd[:, None, :, None]
+    mean_h, mean_g, c, d = mean(h), mean(grad), mean(grad * x_hat), mean(h * x_hat)
+    dgrad = r * (h - mean_h - x_hat * d)
+    dx = -r * r * (d * (grad - mean_g) + c * (h - mean_h) + x_hat * (mean(h * grad) - mean_h * mean_g - 3 * c * d))
+    return dgrad, dx
+
+
 def where(cond, a, b):
     """out = a where cond else b (numpy's where)."""
     return np.where(cond, a, b)

@@ -248,6 +248,9 @@ np.testing.assert_allclose(x_hat, R.batch_norm_forward(x, 1e-5)[0], rtol=1e-12, 
 gx = rng.standard_normal(x.shape)
 np.testing.assert_allclose(K.batch_norm_backward(gx, x_hat, rstd),
                            R.batch_norm_backward(gx, x_hat, rstd), rtol=1e-10, atol=1e-12)
+for fused, reference in zip(K.batch_norm_double_backward(x, gx, x_hat, rstd),
+                            R.batch_norm_double_backward(x, gx, x_hat, rstd)):
+    np.testing.assert_allclose(fused, reference, rtol=1e-10, atol=1e-11)
 from tinymeta.kernels import select
 select.SMALL = 1  # the numba loops, not numpy's where
 mask = x > 0
@@ -279,6 +282,14 @@ def test_batch_norm_kernels_match_reference(dtype, shape, seed):
     # relative to the terms it is made of, r * |g|, not to the result
     scale = float(rstd.max()) * float(np.abs(grad).max())
     assert dx.dtype == dtype and float(np.abs(dx - ref_dx).max()) <= 4 * TOLERANCE[np.dtype(dtype).type] * scale
+    h = rng.standard_normal(shape).astype(dtype)
+    fused = K.batch_norm_double_backward(h, grad, x_hat, rstd)
+    reference = R.batch_norm_double_backward(h, grad, x_hat, rstd)
+    # the same cancellation, relative to the terms' sizes: r |h| for dgrad, r^2 |h| |grad| for dx
+    h_size = float(rstd.max()) * float(np.abs(h).max())
+    for result, expected, size in zip(fused, reference, (h_size, h_size * scale)):
+        error = float(np.abs(result - expected).max())
+        assert result.dtype == dtype and error <= 16 * TOLERANCE[np.dtype(dtype).type] * size
 
 
 def test_batch_norm_reference_normalises_each_group_and_channel():

@@ -6,11 +6,21 @@ C channels, S pixels; mean and var (biased) are taken per (group, channel) over 
     forward    x_hat = (x - mean) * r,        r = 1 / sqrt(var + eps)
     backward   dx = r * (g - mean(g) - x_hat * mean(g * x_hat))
 
-Fused kernels compute each in one pass over the data, where the same formulas as
-compositions of primitives would take about ten. When the backward is itself recorded
-(create_graph, as in MAML's inner step) it is written with primitives instead: x_hat
-is this node's output and r a composition of x, so derivatives of every order flow
-through; both forms compute the same dx (tested).
+When the backward is itself recorded (create_graph, as in MAML's inner step), dx is
+a primitive too, NormalizeGrad(g, x), so that MAML's meta-gradient differentiates
+one node per batch norm and inner step rather than about ten. Its own gradient, given
+h = dL/d(dx), follows from L = sum h * dx = r * N*S * (mean(h g) - mean(h) mean(g) - c d),
+with c = mean(g x_hat) and d = mean(h x_hat): dx is linear in g through the same
+(symmetric) operator, and depends on x through x_hat (whose backward is the one above,
+applied to dL/dx_hat = -r (d g + c h)) and through r (dr/dx = -r^2 x_hat / (N*S)):
+
+    dg = r * (h - mean(h) - x_hat * d)
+    dx = -r^2 * (d (g - mean(g)) + c (h - mean(h)) + x_hat (mean(h g) - mean(h) mean(g) - 3 c d))
+
+Fused kernels compute each formula in one or two passes over the data. When a backward
+is recorded in turn (third derivatives and beyond) it is written with primitives, r as a
+composition of x, so that derivatives of every order flow through; the fused and the
+recorded forms compute the same values (tested).
 """
 from ..backend import kernels_for
 from ..function import Function
@@ -22,7 +32,7 @@ AXES = (1, 3)  # the examples and the pixels of each (group, channel)
 
 
 class Normalize(Function):
-    """out = (x - mean) * r;  dx = r * (g - mean(g) - out * mean(g * out))."""
+    """out = (x - mean) * r;  dx = r * (g - mean(g) - out * mean(g * out)), a NormalizeGrad node when recorded."""
 
     def __init__(self, eps):
         self.eps = eps
@@ -32,11 +42,38 @@ class Normalize(Function):
         return x_hat
 
     def backward(self, g):
-        if not is_grad_enabled():  # nothing will differentiate dx: the fused kernel
+        if not is_grad_enabled():  # nothing will differentiate dx: the fused kernel alone
             return (Tensor(kernels_for(g.data).batch_norm_backward(g.data, self.out_data, self.rstd)),)
-        x, x_hat = self.inputs[0], self.output()
+        return (NormalizeGrad.apply(g, self.inputs[0], x_hat=self.output(), rstd=self.rstd, eps=self.eps),)
+
+
+class NormalizeGrad(Function):
+    """out = r * (g - mean(g) - x_hat * mean(g * x_hat)), Normalize's dx as a function of (g, x);
+    dg and dx as in the module docstring.
+
+    x_hat, Normalize's output, is kept beside the inputs rather than among them: it is a
+    function of x, and the backward returns the whole dx, through x_hat and r alike.
+    """
+
+    def __init__(self, x_hat, rstd, eps):
+        self.x_hat, self.rstd, self.eps = x_hat, rstd, eps
+
+    def forward(self, g, x):
+        return kernels_for(g).batch_norm_backward(g, self.x_hat.data, self.rstd)
+
+    def backward(self, h):
+        g, x = self.inputs
+        if not is_grad_enabled():
+            dg, dx = kernels_for(h.data).batch_norm_double_backward(h.data, g.data, self.x_hat.data, self.rstd)
+            return Tensor(dg), Tensor(dx)
+        x_hat = self.x_hat
         r = (var(x, AXES, keepdims=True) + self.eps) ** -0.5
-        return ((g - mean(g, AXES, keepdims=True) - x_hat * mean(g * x_hat, AXES, keepdims=True)) * r,)
+        mean_h, mean_g = mean(h, AXES, keepdims=True), mean(g, AXES, keepdims=True)
+        c, d = mean(g * x_hat, AXES, keepdims=True), mean(h * x_hat, AXES, keepdims=True)
+        dg = NormalizeGrad.apply(h, x, x_hat=x_hat, rstd=self.rstd, eps=self.eps)
+        k = mean(h * g, AXES, keepdims=True) - mean_h * mean_g - 3.0 * c * d
+        dx = -(r * r) * (d * (g - mean_g) + c * (h - mean_h) + x_hat * k)
+        return dg, dx
 
 
 def normalize(x, eps):
