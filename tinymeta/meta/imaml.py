@@ -72,7 +72,8 @@ class IMAML(MetaLearner):
     conjugate gradient stops at a residual of cg_tol * ||g|| or after cg_steps
     Hessian-vector products (and then warns), each task's system on its own.
     `last_solves` keeps the solver's reports of the latest meta-step, one per task
-    (one for the whole stacked meta-batch, its rows the tasks, when vectorize=True).
+    (one for the whole stacked meta-batch, its rows the tasks, when vectorize=True);
+    under TaskThreads each share's call replaces it, so it holds one share's reports.
     """
 
     def __init__(self, model, inner_lr, inner_steps, lam, cg_steps=10, cg_tol=1e-3, damping=0.0, loss_fn=mse_loss,
