@@ -29,6 +29,17 @@ def _check(name, **arrays):
                              f"got shape {a.shape} and dtype {a.dtype}")
 
 
+def _check_fit(name, rstd, **arrays):
+    """The arrays pass _check and share one shape (G, N, C, S), and rstd is (G, C)."""
+    _check(name, **arrays)
+    shapes = {a.shape for a in arrays.values()}
+    first = next(iter(arrays.values())).shape
+    if len(shapes) != 1 or rstd.shape != (first[0], first[2]):
+        given = ", ".join(f"{label} {a.shape}" for label, a in arrays.items())
+        raise ValueError(f"{name}: {given} and rstd {rstd.shape} do not fit together "
+                         "(one shape (G, N, C, S), and rstd (G, C))")
+
+
 @njit(cache=True, nogil=True)
 def _normalize(x, eps, x_hat, rstd):
     groups, n, channels, pixels = x.shape
@@ -82,10 +93,7 @@ def batch_norm_forward(x, eps):
 def batch_norm_backward(grad, x_hat, rstd):
     """dx = r * (grad - mean(grad) - x_hat * mean(grad * x_hat)), the means per (group, channel)."""
     grad, x_hat = np.ascontiguousarray(grad), np.ascontiguousarray(x_hat)
-    _check("batch_norm_backward", grad=grad, x_hat=x_hat)
-    if grad.shape != x_hat.shape or rstd.shape != (grad.shape[0], grad.shape[2]):
-        raise ValueError(f"batch_norm_backward: grad {grad.shape}, x_hat {x_hat.shape} and rstd {rstd.shape} "
-                         "do not fit together (rstd must be (G, C))")
+    _check_fit("batch_norm_backward", rstd, grad=grad, x_hat=x_hat)
     dx = np.empty_like(grad)
     _normalize_backward(grad, x_hat, rstd, dx)
     return dx
@@ -121,10 +129,7 @@ def batch_norm_double_backward(h, grad, x_hat, rstd):
     """(dgrad, dx): the gradient, given h, of batch_norm_backward's dx with respect to grad and to x
     (through x_hat and r both), as in the module docstring."""
     h, grad, x_hat = (np.ascontiguousarray(a) for a in (h, grad, x_hat))
-    _check("batch_norm_double_backward", h=h, grad=grad, x_hat=x_hat)
-    if not h.shape == grad.shape == x_hat.shape or rstd.shape != (grad.shape[0], grad.shape[2]):
-        raise ValueError(f"batch_norm_double_backward: h {h.shape}, grad {grad.shape}, x_hat {x_hat.shape} and "
-                         f"rstd {rstd.shape} do not fit together (rstd must be (G, C))")
+    _check_fit("batch_norm_double_backward", rstd, h=h, grad=grad, x_hat=x_hat)
     dgrad, dx = np.empty_like(grad), np.empty_like(grad)
     _normalize_double_backward(h, grad, x_hat, rstd, dgrad, dx)
     return dgrad, dx

@@ -39,7 +39,8 @@ import numpy as np
 
 from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
-from .reference import batch_norm_backward, batch_norm_double_backward, batch_norm_forward  # noqa: F401 (array methods: cupy runs them)
+from .reference import (batch_norm_backward, batch_norm_double_backward,  # noqa: F401 (array methods:
+                        batch_norm_forward)                                   # cupy runs them)
 from .task_axis import over_tasks
 
 where = cupy.where

@@ -315,3 +315,15 @@ def test_reference_defaults_and_dtypes():
     for out in (y32, R.conv2d_grad_input(y32, w32, (5, 4), 2, 1), R.conv2d_grad_weight(x32, y32, (3, 2), 2, 1),
                 pooled, R.max_pool2d_backward(pooled, argmax, (5, 4)), R.max_pool2d_gather(x32, argmax)):
         assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("kernel, arrays", [
+    ("batch_norm_backward", lambda a, b: (a, b)),
+    ("batch_norm_double_backward", lambda a, b: (a, a, b)),
+])
+def test_batch_norm_gradients_name_arrays_that_do_not_fit(kernel, arrays):
+    a, b = np.zeros((2, 3, 4, 5)), np.zeros((2, 3, 4, 6))
+    with pytest.raises(ValueError, match=rf"^{kernel}: .*x_hat \(2, 3, 4, 6\) and rstd \(2, 4\) do not fit together"):
+        getattr(K, kernel)(*arrays(a, b), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=rf"^{kernel}: .*rstd \(4, 2\) do not fit together"):
+        getattr(K, kernel)(*arrays(a, a), np.ones((4, 2)))

@@ -30,7 +30,8 @@ order per meta-iteration for every task of it: each call reads a copy of the
 Generator, which `carry` advances after the outer step. So however a meta-batch
 is shared (stacked, threads, MPI ranks: none knows the others' tasks), every
 share takes the same minibatches and the run is the same; and evaluation, which
-draws between outer steps, leaves the training's orders alone. A shared order
+adapts between outer steps (every task in that one order), leaves the training's
+orders alone. A shared order
 is still a fair draw for each task: its examples sit in random order of class
 and drawing (data/sampler.py).
 """

@@ -75,6 +75,10 @@ class NormalizeGrad(Function):
         dx = -(r * r) * (d * (g - mean_g) + c * (h - mean_h) + x_hat * k)
         return dg, dx
 
+    def release(self):
+        super().release()
+        self.x_hat = None   # held beside the inputs: freed with them
+
 
 def normalize(x, eps):
     """x (G, N, C, S) normalised per group and channel (see the module docstring)."""
