@@ -1,11 +1,13 @@
-"""Batch normalisation's core, x_hat = (x - mean) / sqrt(var + eps), and its gradient, on the CPU.
+"""Batch normalisation, y = w * (x - mean) / sqrt(var + eps) + b, and its gradients, on the CPU.
 
 x has shape (G, N, C, S): G independent groups (a meta-batch's tasks, or 1), N examples,
-C channels and S pixels. Each (group, channel) is normalised by the mean and the biased
-variance of its N*S values:
+C channels and S pixels; w and b are (G, C). Each (group, channel) is normalised by the
+mean and the biased variance of its N*S values:
 
     forward   x_hat = (x - mean) * r,           r = 1 / sqrt(var + eps)
-    backward  dx = r * (g - mean(g) - x_hat * mean(g * x_hat))
+              y = x_hat * w + b                 (the affine form; the plain one stops at x_hat)
+    backward  dx = r * w * (g - mean(g) - x_hat * mean(g * x_hat))
+              dw = sum(g * x_hat),  db = sum(g)  (w = 1 for the plain form)
 
 and the gradient of that backward, dx as a function of (g, x), given h = dL/d(dx)
 (the double backward, for MAML's second-order step; tinymeta/ops/normalize.py derives it):
@@ -15,7 +17,8 @@ and the gradient of that backward, dx as a function of (g, x), given h = dL/d(dx
     with c = mean(g * x_hat), d = mean(h * x_hat)
 
 Each kernel takes one (group, channel) at a time, so its values are read from memory once
-and revisited in cache (numpy would make a pass over the whole array per operation). Sums
+and revisited in cache (numpy would make a pass over the whole array per operation); the
+affine form's scale, shift and parameter gradients ride along in the same passes. Sums
 accumulate in float64. Serial and free of the GIL, as every kernel (kernels/__init__.py).
 """
 import numpy as np
@@ -29,34 +32,43 @@ def _check(name, **arrays):
                              f"got shape {a.shape} and dtype {a.dtype}")
 
 
-def _check_fit(name, rstd, **arrays):
-    """The arrays pass _check and share one shape (G, N, C, S), and rstd is (G, C)."""
+def _check_fit(name, per_channel, **arrays):
+    """The arrays pass _check and share one shape (G, N, C, S), and each array of the
+    dict per_channel (rstd, w, b) is (G, C)."""
     _check(name, **arrays)
     shapes = {a.shape for a in arrays.values()}
     first = next(iter(arrays.values())).shape
-    if len(shapes) != 1 or rstd.shape != (first[0], first[2]):
-        given = ", ".join(f"{label} {a.shape}" for label, a in arrays.items())
-        raise ValueError(f"{name}: {given} and rstd {rstd.shape} do not fit together "
-                         "(one shape (G, N, C, S), and rstd (G, C))")
+    if len(shapes) != 1 or any(a.shape != (first[0], first[2]) for a in per_channel.values()):
+        given = [f"{label} {a.shape}" for label, a in {**arrays, **per_channel}.items()]
+        given = ", ".join(given[:-1]) + " and " + given[-1]
+        raise ValueError(f"{name}: {given} do not fit together "
+                         f"(one shape (G, N, C, S) for {', '.join(arrays)}, and (G, C) for "
+                         f"{', '.join(per_channel)})")
+
+
+@njit(cache=True, nogil=True)
+def _channel_stats(x, g, c, eps):
+    """(mean, r) of x[g, :, c, :], r = 1 / sqrt(var + eps), in float64."""
+    n, pixels = x.shape[1], x.shape[3]
+    total = 0.0
+    for i in range(n):
+        for s in range(pixels):
+            total += x[g, i, c, s]
+    mean = total / (n * pixels)
+    squares = 0.0
+    for i in range(n):
+        for s in range(pixels):
+            d = x[g, i, c, s] - mean
+            squares += d * d
+    return mean, 1.0 / np.sqrt(squares / (n * pixels) + eps)
 
 
 @njit(cache=True, nogil=True)
 def _normalize(x, eps, x_hat, rstd):
     groups, n, channels, pixels = x.shape
-    count = n * pixels
     for gc in range(groups * channels):
         g, c = gc // channels, gc % channels
-        total = 0.0
-        for i in range(n):
-            for s in range(pixels):
-                total += x[g, i, c, s]
-        mean = total / count
-        squares = 0.0
-        for i in range(n):
-            for s in range(pixels):
-                d = x[g, i, c, s] - mean
-                squares += d * d
-        r = 1.0 / np.sqrt(squares / count + eps)
+        mean, r = _channel_stats(x, g, c, eps)
         rstd[g, c] = r
         for i in range(n):
             for s in range(pixels):
@@ -64,7 +76,20 @@ def _normalize(x, eps, x_hat, rstd):
 
 
 @njit(cache=True, nogil=True)
-def _normalize_backward(grad, x_hat, rstd, dx):
+def _normalize_affine(x, eps, w, b, x_hat, rstd, y):
+    groups, n, channels, pixels = x.shape
+    for gc in range(groups * channels):
+        g, c = gc // channels, gc % channels
+        mean, r = _channel_stats(x, g, c, eps)
+        rstd[g, c] = r
+        for i in range(n):
+            for s in range(pixels):
+                x_hat[g, i, c, s] = (x[g, i, c, s] - mean) * r
+                y[g, i, c, s] = x_hat[g, i, c, s] * w[g, c] + b[g, c]  # from the rounded x_hat, as x_hat * w + b
+
+
+@njit(cache=True, nogil=True)
+def _normalize_backward(grad, x_hat, rstd, w, dx, dw, db):
     groups, n, channels, pixels = grad.shape
     count = n * pixels
     for gc in range(groups * channels):
@@ -74,10 +99,11 @@ def _normalize_backward(grad, x_hat, rstd, dx):
             for s in range(pixels):
                 sum_g += grad[g, i, c, s]
                 sum_gx += grad[g, i, c, s] * x_hat[g, i, c, s]
-        mean_g, mean_gx, r = sum_g / count, sum_gx / count, rstd[g, c]
+        db[g, c], dw[g, c] = sum_g, sum_gx
+        mean_g, mean_gx, scale = sum_g / count, sum_gx / count, rstd[g, c] * w[g, c]
         for i in range(n):
             for s in range(pixels):
-                dx[g, i, c, s] = r * (grad[g, i, c, s] - mean_g - x_hat[g, i, c, s] * mean_gx)
+                dx[g, i, c, s] = scale * (grad[g, i, c, s] - mean_g - x_hat[g, i, c, s] * mean_gx)
 
 
 def batch_norm_forward(x, eps):
@@ -90,13 +116,36 @@ def batch_norm_forward(x, eps):
     return x_hat, rstd
 
 
+def batch_norm_affine_forward(x, w, b, eps):
+    """(y, x_hat, rstd): y = x_hat * w + b with x_hat and rstd as batch_norm_forward's, w and b (G, C)."""
+    x = np.ascontiguousarray(x)
+    _check_fit("batch_norm_affine_forward", {"w": w, "b": b}, x=x)
+    x_hat, y = np.empty_like(x), np.empty_like(x)
+    rstd = np.empty((x.shape[0], x.shape[2]), x.dtype)
+    _normalize_affine(x, eps, np.ascontiguousarray(w, x.dtype), np.ascontiguousarray(b, x.dtype), x_hat, rstd, y)
+    return y, x_hat, rstd
+
+
+def _backward(grad, x_hat, rstd, w):
+    dx = np.empty_like(grad)
+    dw, db = np.empty(rstd.shape, grad.dtype), np.empty(rstd.shape, grad.dtype)
+    _normalize_backward(grad, x_hat, rstd, np.ascontiguousarray(w, grad.dtype), dx, dw, db)
+    return dx, dw, db
+
+
 def batch_norm_backward(grad, x_hat, rstd):
     """dx = r * (grad - mean(grad) - x_hat * mean(grad * x_hat)), the means per (group, channel)."""
     grad, x_hat = np.ascontiguousarray(grad), np.ascontiguousarray(x_hat)
-    _check_fit("batch_norm_backward", rstd, grad=grad, x_hat=x_hat)
-    dx = np.empty_like(grad)
-    _normalize_backward(grad, x_hat, rstd, dx)
-    return dx
+    _check_fit("batch_norm_backward", {"rstd": rstd}, grad=grad, x_hat=x_hat)
+    return _backward(grad, x_hat, rstd, np.ones_like(rstd))[0]
+
+
+def batch_norm_affine_backward(grad, x_hat, rstd, w):
+    """(dx, dw, db) of y = x_hat * w + b given grad = dL/dy: dx = r * w * (grad - mean(grad) -
+    x_hat * mean(grad * x_hat)), dw = sum(grad * x_hat), db = sum(grad), per (group, channel)."""
+    grad, x_hat = np.ascontiguousarray(grad), np.ascontiguousarray(x_hat)
+    _check_fit("batch_norm_affine_backward", {"rstd": rstd, "w": w}, grad=grad, x_hat=x_hat)
+    return _backward(grad, x_hat, rstd, w)
 
 
 @njit(cache=True, nogil=True)
@@ -129,7 +178,7 @@ def batch_norm_double_backward(h, grad, x_hat, rstd):
     """(dgrad, dx): the gradient, given h, of batch_norm_backward's dx with respect to grad and to x
     (through x_hat and r both), as in the module docstring."""
     h, grad, x_hat = (np.ascontiguousarray(a) for a in (h, grad, x_hat))
-    _check_fit("batch_norm_double_backward", rstd, h=h, grad=grad, x_hat=x_hat)
+    _check_fit("batch_norm_double_backward", {"rstd": rstd}, h=h, grad=grad, x_hat=x_hat)
     dgrad, dx = np.empty_like(grad), np.empty_like(grad)
     _normalize_double_backward(h, grad, x_hat, rstd, dgrad, dx)
     return dgrad, dx

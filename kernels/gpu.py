@@ -16,7 +16,8 @@ this module or the CPU one by the arrays' device.
         large product keeps cuBLAS busy where chunks would not.
     max_pool2d_forward, max_pool2d_backward, max_pool2d_gather
         one CUDA kernel each, in cuda/max_pool2d.cu.
-    batch_norm_forward, batch_norm_backward, batch_norm_double_backward
+    batch_norm_forward, batch_norm_affine_forward, batch_norm_backward,
+    batch_norm_affine_backward, batch_norm_double_backward
         the numpy references' array expressions, which cupy runs as they are.
     where
         cupy's own.
@@ -39,8 +40,9 @@ import numpy as np
 
 from .conv2d import _check_arrays, _check_grad_y, _geometry
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
-from .reference import (batch_norm_backward, batch_norm_double_backward,  # noqa: F401 (array methods:
-                        batch_norm_forward)                                   # cupy runs them)
+from .reference import (batch_norm_affine_backward, batch_norm_affine_forward,  # noqa: F401 (array
+                        batch_norm_backward, batch_norm_double_backward,          # methods: cupy runs them)
+                        batch_norm_forward)
 from .task_axis import over_tasks
 
 where = cupy.where

@@ -117,6 +117,19 @@ def batch_norm_backward(grad, x_hat, rstd):
     return rstd[:, None, :, None] * (grad - mean_g - x_hat * mean_gx)
 
 
+def batch_norm_affine_forward(x, w, b, eps):
+    """(y, x_hat, rstd): y = x_hat * w + b, w and b (G, C), x_hat and rstd as batch_norm_forward's."""
+    x_hat, rstd = batch_norm_forward(x, eps)
+    return x_hat * w[:, None, :, None] + b[:, None, :, None], x_hat, rstd
+
+
+def batch_norm_affine_backward(grad, x_hat, rstd, w):
+    """(dx, dw, db) of y = x_hat * w + b: batch_norm_backward's dx scaled by w, dw = sum(grad * x_hat),
+    db = sum(grad), the sums per (group, channel)."""
+    dx = batch_norm_backward(grad, x_hat, rstd) * w[:, None, :, None]
+    return dx, (grad * x_hat).sum(axis=(1, 3)), grad.sum(axis=(1, 3))
+
+
 def batch_norm_double_backward(h, grad, x_hat, rstd):
     """(dgrad, dx), the gradient of batch_norm_backward's dx with respect to grad and x given
     h = dL/d(dx) (formulas in kernels/batch_norm.py); array methods only, as above."""

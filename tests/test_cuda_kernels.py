@@ -7,6 +7,7 @@ windows, strides and paddings, both dtypes), on NaN and on non-contiguous
 inputs, and raises the CPU kernels' errors; elsewhere those tests skip, saying
 why (tinymeta.backend.cuda_status).
 """
+import ast
 import re
 import shutil
 import subprocess
@@ -38,6 +39,21 @@ def test_every_kernel_compiled_here_is_one_the_gpu_module_launches():
     without cupy, so its source is read): a kernel renamed on one side fails here."""
     launched = set(re.findall(r'(?:_launch\("\w+"|_by_argmax\("\w+"), "(\w+)"', GPU_MODULE.read_text()))
     assert launched == {kernel for kernels in KERNELS.values() for kernel in kernels}
+
+
+def test_the_gpu_module_offers_every_cpu_kernel():
+    """tinymeta.backend hands cupy arrays to kernels/gpu.py by the CPU kernels' names: each
+    must be defined or imported there (read from its source, as above)."""
+    tree = ast.parse(GPU_MODULE.read_text())
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            defined.update(alias.asname or alias.name for alias in node.names)
+    assert set(K.__all__) <= defined, sorted(set(K.__all__) - defined)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")

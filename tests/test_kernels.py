@@ -251,6 +251,12 @@ np.testing.assert_allclose(K.batch_norm_backward(gx, x_hat, rstd),
 for fused, reference in zip(K.batch_norm_double_backward(x, gx, x_hat, rstd),
                             R.batch_norm_double_backward(x, gx, x_hat, rstd)):
     np.testing.assert_allclose(fused, reference, rtol=1e-10, atol=1e-11)
+w, b = rng.standard_normal((x.shape[0], x.shape[2])), rng.standard_normal((x.shape[0], x.shape[2]))
+for fused, reference in zip(K.batch_norm_affine_forward(x, w, b, 1e-5), R.batch_norm_affine_forward(x, w, b, 1e-5)):
+    np.testing.assert_allclose(fused, reference, rtol=1e-12, atol=1e-13)
+for fused, reference in zip(K.batch_norm_affine_backward(gx, x_hat, rstd, w),
+                            R.batch_norm_affine_backward(gx, x_hat, rstd, w)):
+    np.testing.assert_allclose(fused, reference, rtol=1e-10, atol=1e-11)
 from tinymeta.kernels import select
 select.SMALL = 1  # the numba loops, not numpy's where
 mask = x > 0
@@ -282,6 +288,20 @@ def test_batch_norm_kernels_match_reference(dtype, shape, seed):
     # relative to the terms it is made of, r * |g|, not to the result
     scale = float(rstd.max()) * float(np.abs(grad).max())
     assert dx.dtype == dtype and float(np.abs(dx - ref_dx).max()) <= 4 * TOLERANCE[np.dtype(dtype).type] * scale
+    w = rng.standard_normal((shape[0], shape[2])).astype(dtype)
+    b = rng.standard_normal((shape[0], shape[2])).astype(dtype)
+    y, affine_x_hat, affine_rstd = K.batch_norm_affine_forward(x, w, b, 1e-5)
+    np.testing.assert_array_equal(affine_x_hat, x_hat)
+    np.testing.assert_array_equal(affine_rstd, rstd)
+    np.testing.assert_array_equal(y, x_hat * w[:, None, :, None] + b[:, None, :, None])  # rounded as numpy rounds
+    affine_dx, dw, db = K.batch_norm_affine_backward(grad, x_hat, rstd, w)
+    _, ref_dw, ref_db = R.batch_norm_affine_backward(grad, x_hat, rstd, w)
+    np.testing.assert_allclose(affine_dx, dx * w[:, None, :, None], rtol=2 * TOLERANCE[np.dtype(dtype).type],
+                               atol=2 * TOLERANCE[np.dtype(dtype).type] * scale * float(np.abs(w).max()))
+    sums_size = float(np.abs(grad).sum(axis=(1, 3)).max()) * max(1.0, float(np.abs(x_hat).max()))
+    for result, expected in ((dw, ref_dw), (db, ref_db)):
+        assert result.dtype == dtype
+        assert float(np.abs(result - expected).max()) <= 4 * TOLERANCE[np.dtype(dtype).type] * sums_size
     h = rng.standard_normal(shape).astype(dtype)
     fused = K.batch_norm_double_backward(h, grad, x_hat, rstd)
     reference = R.batch_norm_double_backward(h, grad, x_hat, rstd)
@@ -327,3 +347,12 @@ def test_batch_norm_gradients_name_arrays_that_do_not_fit(kernel, arrays):
         getattr(K, kernel)(*arrays(a, b), np.ones((2, 4)))
     with pytest.raises(ValueError, match=rf"^{kernel}: .*rstd \(4, 2\) do not fit together"):
         getattr(K, kernel)(*arrays(a, a), np.ones((4, 2)))
+
+
+def test_batch_norm_affine_kernels_name_parameters_that_do_not_fit():
+    x, per_channel, wrong = np.zeros((2, 3, 4, 5)), np.ones((2, 4)), np.ones((4, 2))
+    with pytest.raises(ValueError, match=r"^batch_norm_affine_forward: x \(2, 3, 4, 5\), w \(2, 4\) and "
+                                         r"b \(4, 2\) do not fit together"):
+        K.batch_norm_affine_forward(x, per_channel, wrong, 1e-5)
+    with pytest.raises(ValueError, match=r"^batch_norm_affine_backward: .*rstd \(2, 4\) and w \(4, 2\) do not fit"):
+        K.batch_norm_affine_backward(x, x, per_channel, wrong)

@@ -15,7 +15,7 @@ from .. import ops
 from ..ops.conv import conv2d as _conv2d
 from ..ops.conv import max_pool2d as _max_pool2d
 from ..ops.losses import mean_squared_error
-from ..ops.normalize import normalize
+from ..ops.normalize import normalize, normalize_affine
 from ..backend import to_device
 from ..tensor import Tensor
 
@@ -89,9 +89,13 @@ def batch_norm(x, weight, bias, running_mean=None, running_var=None, training=Tr
             raise ValueError(f"batch_norm: input {x.shape} has one value per channel; batch statistics "
                              "need more than one")
         grouped = ops.reshape(x, (groups, x.shape[channel_axis - 1], channels, -1))  # (G, N, C, pixels)
-        y = ops.reshape(normalize(grouped, eps), x.shape)
         if running_mean is not None:
             _update_running(running_mean, running_var, grouped.data, momentum)
+        if weight is not None and bias is not None:  # the usual layer: scale and shift in the same node
+            per_group = (groups, channels)
+            y = normalize_affine(grouped, ops.reshape(weight, per_group), ops.reshape(bias, per_group), eps)
+            return ops.reshape(y, x.shape)
+        y = ops.reshape(normalize(grouped, eps), x.shape)
     else:
         if running_mean is None:
             raise ValueError("batch_norm: evaluation mode needs running statistics")
