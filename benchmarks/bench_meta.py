@@ -10,8 +10,8 @@ installed) as jit of vmap over the tasks, the fastest form it offers.
 Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
 step (lr 0.4), the 4-block conv net with batch norm (stride-2 convolutions, and
 the max-pool variant), float32; tinymeta as the per-task loop, vectorised, and
-vectorised with the meta-batch shared among one thread per core (TaskThreads),
-PyTorch as the per-task loop.
+each of the two also with the meta-batch shared among one thread per core
+(TaskThreads), PyTorch as the per-task loop.
 
     python benchmarks/bench_meta.py                          # both, on the CPU
     python benchmarks/bench_meta.py sine                     # or one of them
@@ -184,7 +184,6 @@ def omniglot(device):
     sync = _synchronizer(device)
     timings, notes = {}, []
     threads = TaskThreads(os.cpu_count())
-    threaded = f"tinymeta, vectorised, {threads.threads} task threads"
     for downsample in ("stride", "maxpool"):
         model = omniglot_cnn(WAY, np.random.default_rng(0), downsample=downsample).to(device)
         for order, first_order in ORDERS:
@@ -193,8 +192,9 @@ def omniglot(device):
                 maml = MAML(model, OMNIGLOT_LR, 1, first_order=first_order, loss_fn=cross_entropy,
                             vectorize=vectorize)
                 timings[(workload, implementation)] = lambda maml=maml: sync(maml.meta_gradients(tasks))
-            if device == "cpu":
-                timings[(workload, threaded)] = lambda maml=maml: threads.meta_gradients(maml, tasks)
+                if device == "cpu":
+                    timings[(workload, f"{implementation}, {threads.threads} task threads")] = \
+                        lambda maml=maml: threads.meta_gradients(maml, tasks)
         notes.append(_torch_omniglot(model, tasks, downsample, device, sync, timings))
 
     medians = interleaved_medians(timings, rounds=5, calls=1, warmup=1)
