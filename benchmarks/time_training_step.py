@@ -8,7 +8,8 @@ warm-up calls, on random 28x28 images.
 
 To compare two versions of the code, run it from each checkout in turn (PYTHONPATH=that
 checkout), alternating a few rounds, with nothing else running; benchmarks/RESULTS.md
-quotes such rounds.
+quotes such rounds. Give the other checkout a link tinymeta/kernels -> ../kernels: an
+editable install maps tinymeta.kernels to its own kernels/ folder, whatever PYTHONPATH says.
 """
 import statistics
 import sys
