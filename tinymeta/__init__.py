@@ -7,6 +7,7 @@
 """
 from . import heap  # noqa: F401  (large arrays reuse freed memory; see heap.py)
 from . import tensor_methods  # noqa: F401  (attaches operators to Tensor)
+from .anomaly import detect_anomaly, is_anomaly_enabled
 from .autograd import backward, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .functional import hessian, hvp, jacobian, jvp, vjp

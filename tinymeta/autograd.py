@@ -15,6 +15,7 @@ Step 3 runs with recording switched on only when `create_graph=True`; then the
 gradients are themselves differentiable tensors, which is all that Hessian-vector
 products and MAML need.
 """
+from . import anomaly
 from .backend import get_array_module
 from .grad_mode import no_grad, enable_grad, is_grad_enabled, set_grad_enabled  # noqa: F401 (re-exported)
 from .ops.operands import as_tensor
@@ -165,7 +166,8 @@ def _backward(outputs, grad_outputs, targets, retain_graph):
             continue
         if node.edit_stamp != Tensor.edits:
             _check_unedited(node)
-        for x, gx in zip(node.inputs, node.backward(g)):
+        input_grads = anomaly.checked_backward(node, g) if anomaly._state.enabled else node.backward(g)
+        for x, gx in zip(node.inputs, input_grads):
             if gx is None or not x.requires_grad:
                 continue
             if gx.data.shape != x.data.shape:

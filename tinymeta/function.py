@@ -16,7 +16,7 @@ graph nodes too, so gradients of gradients come for free.
 """
 import numpy as np
 
-from . import grad_mode
+from . import anomaly, grad_mode
 from .tensor import Tensor
 
 
@@ -26,7 +26,9 @@ class Function:
     inputs:            the input Tensors (None once the graph was freed)
     edit_stamp:        `Tensor.edits` (the count of in-place edits) when recorded
     out_data:          the output array, for backwards that use the result
+    forward_stack:     where the op was applied, kept under `detect_anomaly()` only
     """
+    forward_stack = None
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -45,6 +47,9 @@ class Function:
             raise node.input_error(inputs, err) from None
         if isinstance(out, np.generic):  # numpy reductions return scalars, keep 0-d arrays
             out = np.asarray(out)
+        if anomaly._state.enabled:
+            anomaly.check_forward(node, inputs, out)
+            anomaly.remember_forward(node)
         if grad_mode._state.enabled:
             for x in inputs:
                 if x.requires_grad:

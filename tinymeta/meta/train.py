@@ -41,11 +41,12 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
         if lr_schedule is not None:
             optimizer.lr = lr_schedule(iteration)
         loss, grads = processes.meta_gradients(learner, task_source.sample(meta_batch, rng))
+        if not math.isfinite(loss):  # before the step, so that the parameters stay the last finite ones
+            raise FloatingPointError(f"meta_train: the meta-loss became {loss} at iteration {iteration}; "
+                                     "lower the inner or outer learning rate; to find the op that first made a "
+                                     "NaN or infinity, run under tinymeta.detect_anomaly()")
         optimizer.step(grads)
         learner.carry(grads)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"meta_train: the meta-loss became {loss} at iteration {iteration}; "
-                                     "lower the inner or outer learning rate")
         history.append((iteration, loss))
         running = loss if running is None else 0.98 * running + 0.02 * loss
         bar.update(running)
