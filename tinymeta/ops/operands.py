@@ -1,4 +1,4 @@
-"""Turning op arguments into Tensors of one dtype.
+"""Turning op arguments into Tensors of one dtype, and axes into indices.
 
 Python numbers and arrays given to an op become constant tensors (they require
 no grad). A number takes the dtype and device of the tensor it meets, so
@@ -6,6 +6,8 @@ no grad). A number takes the dtype and device of the tensor it meets, so
 different precision are an error rather than a silent upcast: mixed precision
 in a gradient check would hide exactly the errors the check is meant to find.
 Tensors on different devices are an error too; move one with `.to(device)`.
+An axis counts from the end when negative, as in numpy; one outside the
+tensor's axes is an error naming the op, never wrapped around.
 """
 import numpy as np
 
@@ -58,3 +60,13 @@ def _unify_dtypes(a, b, op):
     if fb:
         return Tensor(a.data.astype(b.data.dtype)), b
     return a, b
+
+
+def checked_axes(axes, ndim, op):
+    """Each of `axes` (one int or a sequence) as an index in [0, ndim), in the order given;
+    an axis outside [-ndim, ndim) is a ValueError naming the op."""
+    axes = (axes,) if isinstance(axes, (int, np.integer)) else tuple(axes)
+    for axis in axes:
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} axes")
+    return tuple(int(axis) % ndim for axis in axes)

@@ -3,23 +3,15 @@
 Their backwards spread g back over the reduced axes: sum copies it to every
 element, max routes it to the elements that attained the maximum.
 """
-import numpy as np
-
 from ..function import Function
 from . import threads
 from ..tensor import Tensor
-from .operands import as_tensor
+from .operands import as_tensor, checked_axes
 from .shape import broadcast_to, reshape
 
 
 def _normalize_axis(axis, ndim, op):
-    if axis is None:
-        return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    for ax in axes:
-        if not -ndim <= ax < ndim:
-            raise ValueError(f"{op}: axis {ax} is out of range for a tensor with {ndim} axes")
-    return tuple(sorted(int(ax) % ndim for ax in axes))
+    return None if axis is None else tuple(sorted(checked_axes(axis, ndim, op)))
 
 
 def _kept_shape(shape, axis):

@@ -11,7 +11,7 @@ import numpy as np
 from ..backend import array_module, get_array_module, to_device
 from ..function import Function
 from . import threads
-from .operands import as_tensor
+from .operands import as_tensor, checked_axes
 
 
 def _normalize_shape(shape):
@@ -162,15 +162,14 @@ class Concatenate(Function):
 
     def input_error(self, inputs, err):
         shapes = ", ".join(str(x.shape) for x in inputs)
-        return ValueError(f"concatenate: shapes {shapes} must agree on every axis but axis "
-                          f"{self.axis}: {err}")
+        return ValueError(f"concatenate: shapes {shapes} must have one number of axes and agree on "
+                          f"every axis but axis {self.axis}")
 
     def backward(self, g):
         grads, start = [], 0
-        axis = self.axis % g.ndim
         for x, needed in zip(self.inputs, self.needs_input_grad):
-            stop = start + x.shape[axis]
-            index = (slice(None),) * axis + (slice(start, stop),)
+            stop = start + x.shape[self.axis]
+            index = (slice(None),) * self.axis + (slice(start, stop),)
             grads.append(getitem(g, index) if needed else None)
             start = stop
         return tuple(grads)
@@ -196,7 +195,7 @@ def reshape(a, *shape):
 def transpose(a, axes=None):
     """Permute axes (reverse them when axes is None)."""
     a = as_tensor(a)
-    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(int(i) % max(a.ndim, 1) for i in axes)
+    axes = tuple(reversed(range(a.ndim))) if axes is None else checked_axes(axes, a.ndim, "transpose")
     if axes == tuple(range(a.ndim)):
         return a
     return Transpose.apply(a, axes=axes)
@@ -210,10 +209,13 @@ def permute(a, *axes):
 
 
 def swapaxes(a, axis1, axis2):
-    axes = list(range(a.data.ndim))
-    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
-    if axes[axis1] == axes[axis2]:
+    """`a` with axes axis1 and axis2 exchanged."""
+    a = as_tensor(a)
+    axis1, axis2 = checked_axes((axis1, axis2), a.ndim, "swapaxes")
+    if axis1 == axis2:
         return a
+    axes = list(range(a.ndim))
+    axes[axis1], axes[axis2] = axis2, axis1
     return Transpose.apply(a, axes=tuple(axes))
 
 
@@ -250,12 +252,14 @@ def getitem(a, index):
 
 
 def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis; their other axes must agree."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) > 1:
         raise TypeError(f"concatenate: tensors have different dtypes {sorted(map(str, dtypes))}")
+    (axis,) = checked_axes(axis, tensors[0].ndim, "concatenate")
     return Concatenate.apply(*tensors, axis=axis)
 
 
@@ -267,6 +271,5 @@ def stack(tensors, axis=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
-    ndim = tensors[0].ndim + 1
-    axis = axis % ndim
+    (axis,) = checked_axes(axis, tensors[0].ndim + 1, "stack")
     return concatenate([reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors], axis)
