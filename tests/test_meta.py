@@ -9,7 +9,7 @@ import tinymeta as tm
 from tinymeta import nn
 from tinymeta.data import Examples, SineTasks, Task
 from tinymeta.data.task import stack_tasks
-from tinymeta.meta import MAML, Pretrain, Reptile, adapt, evaluate, load_checkpoint, meta_train, save_checkpoint
+from tinymeta.meta import IMAML, MAML, MetaSGD, Pretrain, Reptile, adapt, evaluate, load_checkpoint, meta_train, save_checkpoint
 from tinymeta.nn.functional import accuracy, cross_entropy, mse_loss
 from tinymeta.optim import SGD, Adam, InnerAdam
 
@@ -324,6 +324,12 @@ def test_an_empty_meta_batch_is_a_clear_error(make):
     (lambda: MAML(tiny_mlp(), 0.01, inner_steps=0), "inner_steps must be at least 1"),
     (lambda: Examples(np.zeros((3, 1)), np.zeros((4, 1))), "inputs have 3 rows but targets have 4"),
     (lambda: Reptile(tiny_mlp(), 0.01, 0, 5, 0.1), "must be positive"),
+    (lambda: MAML(tiny_mlp(), -0.01), r"^MAML: inner_lr must be positive, got -0.01$"),
+    (lambda: MAML(tiny_mlp(), float("nan")), r"^MAML: inner_lr must be positive, got nan$"),
+    (lambda: Reptile(tiny_mlp(), 0.0, 1, 5, 0.1), r"^Reptile: inner_lr must be positive, got 0.0$"),
+    (lambda: Reptile(tiny_mlp(), 0.01, 1, 5, -1), r"^Reptile: outer_lr must be positive, got -1$"),
+    (lambda: IMAML(tiny_mlp(), -0.01, 2, 1.0), r"^IMAML: inner_lr must be positive, got -0.01$"),
+    (lambda: MetaSGD(tiny_mlp(), 0), r"^MetaSGD: init_lr must be positive, got 0$"),
     (lambda: stack_tasks([]), "stack_tasks: got no tasks"),
     (lambda: stack_tasks(sine_tasks(1, shots=3) + sine_tasks(1, shots=4)),
      "stack_tasks: tasks differ in support/query input shapes")])

@@ -79,6 +79,7 @@ def test_step_rejects_gradients_of_the_wrong_shape():
     opt = SGD([param([1.0, 2.0])], lr=0.1)
     with pytest.raises(ValueError, match=r"gradient for '0' has shape \(3,\), parameter has \(2,\)"):
         opt.step([np.ones(3)])
+    assert opt.step_count == 0
 
 
 def test_sgd_step_returns_new_differentiable_tensors():
@@ -159,10 +160,21 @@ def test_inner_adam_starts_from_the_moments_it_is_given():
     np.testing.assert_allclose(after["p"].data, 1.0 - 1.0 / (np.sqrt(v / 0.75) + 1e-8), rtol=1e-13)
 
 
-@pytest.mark.parametrize("kwargs", [{"betas": (1.0, 0.999)}, {"betas": (0.0,)}, {"eps": 0.0}])
-def test_inner_adam_refuses_bad_settings(kwargs):
-    with pytest.raises(ValueError, match="InnerAdam: betas must be two numbers in \\[0, 1\\) and eps positive"):
-        InnerAdam(**kwargs)
+@pytest.mark.parametrize("kwargs", [{"betas": (1.0, 0.999)}, {"betas": (0.0,)}, {"betas": (0.9, -0.1)}, {"eps": 0.0}])
+@pytest.mark.parametrize("make", [lambda **kw: InnerAdam(**kw), lambda **kw: Adam([param([1.0])], **kw)],
+                         ids=["InnerAdam", "Adam"])
+def test_adam_refuses_bad_settings(make, kwargs):
+    with pytest.raises(ValueError, match=r"^(Inner)?Adam: betas must be two numbers in \[0, 1\) and eps positive"):
+        make(**kwargs)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SGD([param([1.0])], lr=0.1, momentum=-0.5), "SGD: momentum must be non-negative, got -0.5"),
+    (lambda: SGD([param([1.0])], lr=0.1, weight_decay=-1), "SGD: weight_decay must be non-negative, got -1"),
+    (lambda: Adam([param([1.0])], weight_decay=-1e-4), "Adam: weight_decay must be non-negative, got -0.0001")])
+def test_optimizers_refuse_negative_momentum_and_decay(make, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
 
 
 def test_inner_adam_takes_one_learning_rate():

@@ -53,6 +53,18 @@ def adam_update(g, m, v, t, lr, betas, eps):
     return lr * m_hat / (v_hat ** 0.5 + eps), m, v
 
 
+def _check_adam_settings(owner, betas, eps):
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas) or eps <= 0:
+        raise ValueError(f"{owner}: betas must be two numbers in [0, 1) and eps positive, "
+                         f"got betas={betas!r}, eps={eps!r}")
+
+
+def _check_non_negative(owner, **settings):
+    for name, value in settings.items():
+        if value < 0:
+            raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
+
+
 @dataclass(frozen=True)
 class AdamMoments:
     """Adam's state: first and second moments {name: array} and the number of steps t they have seen."""
@@ -70,9 +82,7 @@ class InnerAdam:
     """
 
     def __init__(self, betas=(0.0, 0.999), eps=1e-8):
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas) or eps <= 0:
-            raise ValueError(f"InnerAdam: betas must be two numbers in [0, 1) and eps positive, "
-                             f"got betas={betas!r}, eps={eps!r}")
+        _check_adam_settings("InnerAdam", betas, eps)
         self.betas, self.eps = tuple(betas), eps
 
     def zero_moments(self, params):
@@ -123,7 +133,9 @@ class Optimizer:
         self.state = {name: {} for name in self.params}
 
     def _gradients(self, grads):
-        """Gradient arrays by name, from `grads` (a dict or a sequence) or from each `.grad`."""
+        """Gradient arrays by name, from `grads` (a dict or a sequence) or from each `.grad`; a dict's
+        entries that name no parameter are left out (a learner's dict also carries what it keeps
+        between iterations, such as Reptile's inner-Adam moments)."""
         if grads is None:
             pairs = [(name, p.grad) for name, p in self.params.items()]
         elif isinstance(grads, dict):
@@ -147,9 +159,10 @@ class Optimizer:
 
     def step(self, grads=None):
         """Update every parameter in place from its gradient."""
+        grads = self._gradients(grads)  # checked before anything changes
         self.step_count += 1
         with no_grad():
-            for name, g in self._gradients(grads).items():
+            for name, g in grads.items():
                 p = self.params[name]
                 p.copy_(self.update(p.data, g, self.state[name]))
 
@@ -175,6 +188,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr)
+        _check_non_negative("SGD", momentum=momentum, weight_decay=weight_decay)
         self.momentum, self.weight_decay = momentum, weight_decay
 
     def update(self, p, g, state):
@@ -193,7 +207,9 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        _check_adam_settings("Adam", betas, eps)
+        _check_non_negative("Adam", weight_decay=weight_decay)
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
     def update(self, p, g, state):
         if self.weight_decay:

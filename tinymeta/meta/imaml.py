@@ -43,7 +43,7 @@ from ..nn.functional import mse_loss
 from ..solve import conjugate_gradient
 from ..tensor import Tensor
 from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
-from .learner import MetaLearner
+from .learner import MetaLearner, check_positive
 
 
 def proximal_adapt(model, phi, theta, support, loss_fn, steps, lr, lam, create_graph):
@@ -80,6 +80,7 @@ class IMAML(MetaLearner):
                  vectorize=False):
         if inner_steps < 1 or cg_steps < 1:
             raise ValueError(f"IMAML: inner_steps ({inner_steps}) and cg_steps ({cg_steps}) must be at least 1")
+        check_positive("IMAML", inner_lr=inner_lr)
         if lam <= 0:
             raise ValueError(f"IMAML: the proximal strength lam must be positive, got {lam}")
         if damping < 0:

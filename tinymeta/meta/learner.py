@@ -56,6 +56,14 @@ class MetaLearner:
         return loss
 
 
+def check_positive(owner, **rates):
+    """Learning rates must be positive numbers: a negative one climbs the loss, and zero
+    (or NaN) learns nothing; say so when the learner is made rather than after a training."""
+    for name, value in rates.items():
+        if not value > 0:
+            raise ValueError(f"{owner}: {name} must be positive, got {value!r}")
+
+
 def check_meta_batch(learner, tasks):
     """An empty meta-batch has no meta-loss: say so rather than fail deep inside."""
     if len(tasks) == 0:

@@ -17,7 +17,7 @@ from ..data.task import stack_tasks
 from ..nn.functional import mse_loss
 from ..ops import mean, stack
 from .adapt import adapt, per_task_copies, summed_over_tasks
-from .learner import MetaLearner, check_meta_batch
+from .learner import MetaLearner, check_meta_batch, check_positive
 
 
 class MAML(MetaLearner):
@@ -35,6 +35,8 @@ class MAML(MetaLearner):
         if inner_steps < 1:
             raise ValueError(f"MAML: inner_steps must be at least 1 (got {inner_steps}); with no inner "
                              "step MAML is plain pre-training, see Pretrain")
+        if not isinstance(inner_lr, dict):  # Meta-SGD's learned rates are a dict, checked there
+            check_positive("MAML", inner_lr=inner_lr)
         self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
         self.first_order, self.loss_fn, self.vectorize = first_order, loss_fn, vectorize
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..nn.functional import mse_loss
 from ..nn.module import Module
+from .learner import check_positive
 from .maml import MAML
 
 RATE_PREFIX = "inner_lr."
@@ -44,6 +45,7 @@ class MetaSGD(MAML):
     """Meta-learns the initialisation phi and the inner learning rates alpha (elementwise, or per layer)."""
 
     def __init__(self, model, init_lr, inner_steps=1, per_layer=False, loss_fn=mse_loss, vectorize=False):
+        check_positive("MetaSGD", init_lr=init_lr)
         self.rates = LearnedRates(model, init_lr, per_layer)
         super().__init__(model, self.rates.parameters_dict(), inner_steps, loss_fn=loss_fn, vectorize=vectorize)
 

@@ -46,7 +46,7 @@ from ..grad_mode import no_grad
 from ..nn.functional import mse_loss
 from ..optim import SGD, AdamMoments, sgd_step
 from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
-from .learner import MetaLearner, check_meta_batch
+from .learner import MetaLearner, check_meta_batch, check_positive
 
 MOMENTS_PREFIX = "inner_adam."
 
@@ -66,6 +66,7 @@ class Reptile(MetaLearner):
                  vectorize=False, inner_optimizer=None):
         if inner_steps < 1 or inner_batch < 1:
             raise ValueError(f"Reptile: inner_steps ({inner_steps}) and inner_batch ({inner_batch}) must be positive")
+        check_positive("Reptile", inner_lr=inner_lr, outer_lr=outer_lr)
         self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
         self.inner_batch, self.outer_lr, self.loss_fn = inner_batch, outer_lr, loss_fn
         self.rng = rng if rng is not None else np.random.default_rng(0)
