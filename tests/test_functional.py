@@ -123,3 +123,23 @@ def test_third_derivative_of_x_to_the_fourth_is_24x(x):
 def test_third_order_gradcheck_on_a_composition():
     x = np.random.default_rng(4).standard_normal((2, 3))
     tm.check_grads(lambda t: tm.sum(tm.tanh(t) * tm.exp(t * 0.3)), x, order=3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: tm.hvp(lambda t: (t ** 2).sum(), x, np.ones(4)),
+     r"hvp: v has shape \(4,\) but the input has shape \(3,\); they must match"),
+    (lambda x: tm.jvp(lambda a, b: a * b, (x, x), (np.ones(3),)), "jvp: 1 directions v for 2 inputs"),
+    (lambda x: tm.jvp(lambda a, b: a * b, (x, x), (np.ones(3), np.ones((3, 1)))),
+     r"jvp: v\[1\] has shape \(3, 1\) but the input has shape \(3,\); they must match")])
+def test_a_direction_that_does_not_fit_the_input_is_refused(call, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        call(tm.tensor(np.ones(3), requires_grad=True))
+
+
+def test_directions_given_as_lists_take_the_inputs_precision():
+    x = tm.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    _, hv = tm.hvp(lambda t: (t ** 3).sum(), x, [1.0, 0.0, 1.0])          # H = diag(6 x)
+    _, jv = tm.jvp(lambda a, b: a * b, (x, x), ([1.0, 1.0, 1.0], [0.0, 1.0, 0.0]))
+    assert hv.dtype == np.float64 and jv.dtype == np.float64
+    np.testing.assert_array_equal(hv.data, [6.0, 0.0, 18.0])
+    np.testing.assert_array_equal(jv.data, [1.0, 4.0, 3.0])               # x v_a + x v_b

@@ -10,6 +10,7 @@ from tinymeta import nn
 from tinymeta.data import Examples, SineTasks, Task
 from tinymeta.data.task import stack_tasks
 from tinymeta.meta import IMAML, MAML, MetaSGD, Pretrain, Reptile, adapt, evaluate, load_checkpoint, meta_train, save_checkpoint
+from tinymeta.meta.checkpoint import checkpoint_info
 from tinymeta.nn.functional import accuracy, cross_entropy, mse_loss
 from tinymeta.optim import SGD, Adam, InnerAdam
 
@@ -494,6 +495,26 @@ def test_loading_a_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"^load_checkpoint: no checkpoint at {re.escape(str(tmp_path / 'x.npz'))}$"):
         load_checkpoint(tmp_path / "x.npz", tiny_mlp(), SGD(tiny_mlp().parameters_dict(), lr=0.1),
                         np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("spoil", ["truncated", "not a zip", "no meta record"])
+@pytest.mark.parametrize("read", ["load_checkpoint", "checkpoint_info"])
+def test_a_damaged_checkpoint_is_an_error_that_names_the_file(tmp_path, spoil, read):
+    model, path = tiny_mlp(), tmp_path / "c.npz"
+    optimizer = SGD(model.parameters_dict(), lr=0.1)
+    save_checkpoint(path, model, optimizer, 3, np.random.default_rng(0))
+    if spoil == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif spoil == "not a zip":
+        path.write_bytes(b"not a checkpoint")
+    else:
+        np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match=f"^{read}: {re.escape(str(path))} is not a readable checkpoint: .*; it may "
+                                         "have been cut short or written by another program"):
+        if read == "load_checkpoint":
+            load_checkpoint(path, model, optimizer, np.random.default_rng(0))
+        else:
+            checkpoint_info(path)
 
 
 # --- MAML's defaults and arguments --------------------------------------------------

@@ -110,3 +110,19 @@ def test_repr_reads_like_pytorch():
         "  (4): Flatten(start_dim=1)",
         "  (5): Linear(in_features=4, out_features=2, bias=True)",
         ")"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda rng: nn.Linear(0, 3, rng), "Linear: in_features must be an integer >= 1, got 0"),
+    (lambda rng: nn.Linear(2, 2.5, rng), "Linear: out_features must be an integer >= 1, got 2.5"),
+    (lambda rng: nn.Conv2d(1, 4, 0, rng), "Conv2d: kernel_size must be an integer >= 1, got 0"),
+    (lambda rng: nn.Conv2d(1, 4, 3, rng, stride=0), "Conv2d: stride must be an integer >= 1, got 0"),
+    (lambda rng: nn.Conv2d(1, 4, 3, rng, padding=-1), "Conv2d: padding must be an integer >= 0, got -1"),
+    (lambda rng: nn.BatchNorm2d(0), "BatchNorm2d: num_features must be an integer >= 1, got 0"),
+    (lambda rng: nn.BatchNorm1d(3, momentum=2.0),
+     r"BatchNorm1d: momentum must lie in \[0, 1\] and eps be positive, got momentum=2.0, eps=1e-05"),
+    (lambda rng: nn.MaxPool2d(2, stride=0), "MaxPool2d: stride must be an integer >= 1, got 0"),
+    (lambda rng: nn.Sequential(nn.ReLU(), 3), "Sequential: child '1' is a int, expected a Module")])
+def test_layers_refuse_bad_sizes_when_made(make, message):
+    with pytest.raises((ValueError, TypeError), match=f"^{message}$"):
+        make(np.random.default_rng(0))

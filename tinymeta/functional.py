@@ -39,6 +39,22 @@ def _call(f, leaves, single):
         return f(leaves[0]) if single else f(*leaves)
 
 
+def _directions(v, leaves, single, op):
+    """The direction v of a product, one per input and shaped like it (a ValueError names the op);
+    numbers and lists take the input's dtype."""
+    vs = (v,) if single else tuple(v)
+    if len(vs) != len(leaves):
+        raise ValueError(f"{op}: {len(vs)} directions v for {len(leaves)} inputs")
+    checked = []
+    for i, (w, x) in enumerate(zip(vs, leaves)):
+        w = as_tensor(np.asarray(w, x.data.dtype) if isinstance(w, (list, tuple, int, float)) else w)
+        if w.shape != x.shape:
+            which = "v" if single else f"v[{i}]"
+            raise ValueError(f"{op}: {which} has shape {w.shape} but the input has shape {x.shape}; they must match")
+        checked.append(w)
+    return checked
+
+
 def _detached(values, create_graph):
     return tuple(v if create_graph or v is None else v.detach() for v in values)
 
@@ -56,7 +72,7 @@ def jvp(f, inputs, v, create_graph=False):
     """(f(inputs), J v) by the double-vjp trick: u -> J^T u is linear in u, and its
     vector-Jacobian product with v is (J^T)^T v = J v."""
     leaves, single = _prepare(inputs)
-    vs = (v,) if single else tuple(v)
+    vs = _directions(v, leaves, single, "jvp")
     out = _call(f, leaves, single)
     u = Tensor(np.zeros_like(out.data), requires_grad=True)  # any value works: J^T u is linear in u
     with enable_grad():
@@ -72,7 +88,7 @@ def jvp(f, inputs, v, create_graph=False):
 def hvp(f, inputs, v, create_graph=False):
     """(f(inputs), H v) for scalar f: the gradient of <grad f(x), v> with respect to x."""
     leaves, single = _prepare(inputs)
-    vs = (v,) if single else tuple(v)
+    vs = _directions(v, leaves, single, "hvp")
     out = _call(f, leaves, single)
     _check_scalar(out, "hvp")
     with enable_grad():

@@ -10,6 +10,7 @@ save never leaves a half-written checkpoint.
 """
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,8 @@ def save_checkpoint(path, model, optimizer, iteration, rng, config=None):
 
 def load_checkpoint(path, model, optimizer, rng):
     """Restore model, optimizer and generator in place; returns (iteration, config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
-    with np.load(path) as archive:
-        meta = json.loads(archive["meta.json"].tobytes().decode())
+    archive, meta = _open("load_checkpoint", path)
+    with archive:
         model.load_state_dict({key[len("model/"):]: archive[key] for key in archive.files
                                if key.startswith("model/")})
         state = {param: {} for param in meta["optimizer"]["params"]}
@@ -64,9 +62,32 @@ def load_checkpoint(path, model, optimizer, rng):
 
 def checkpoint_info(path):
     """(iteration, config) of a checkpoint, without loading it into anything."""
-    with np.load(Path(path)) as archive:
-        meta = json.loads(archive["meta.json"].tobytes().decode())
+    archive, meta = _open("checkpoint_info", path)
+    archive.close()
     return meta["iteration"], meta["config"]
+
+
+def _open(op, path):
+    """(the open archive, its meta record); a missing file, or one that is not a checkpoint
+    (cut short, or written by something else), is an error that says which file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{op}: no checkpoint at {path}")
+    try:
+        archive = np.load(path)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        raise ValueError(_unreadable(op, path, "it is not an .npz archive")) from None
+    try:
+        meta = json.loads(archive["meta.json"].tobytes().decode())
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        archive.close()
+        raise ValueError(_unreadable(op, path, f"its meta.json record cannot be read: {err}")) from None
+    return archive, meta
+
+
+def _unreadable(op, path, reason):
+    return (f"{op}: {path} is not a readable checkpoint: {reason}; it may have been cut short or written "
+            "by another program: delete it, or point to another")
 
 
 def _generators(model):

@@ -8,6 +8,13 @@ from . import init
 from .module import Module
 
 
+def _check_sizes(layer, minimum=1, **sizes):
+    """Sizes of a layer must be integers >= minimum; a ValueError names the layer and the size."""
+    for name, value in sizes.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{layer}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
 class Linear(Module):
     """y = x W + b with W of shape (in_features, out_features).
 
@@ -16,6 +23,7 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, rng, bias=True, dtype=np.float32):
         super().__init__()
+        _check_sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.add_parameter("weight", init.uniform((in_features, out_features), rng, bound, dtype))
@@ -38,6 +46,9 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, rng, stride=1, padding=0, bias=True,
                  dtype=np.float32):
         super().__init__()
+        _check_sizes("Conv2d", in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                     stride=stride)
+        _check_sizes("Conv2d", minimum=0, padding=padding)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         shape = (out_channels, in_channels, kernel_size, kernel_size)
@@ -70,6 +81,10 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, track_running_stats=False, dtype=np.float32):
         super().__init__()
+        _check_sizes(type(self).__name__, num_features=num_features)
+        if not (0 <= momentum <= 1 and eps > 0):
+            raise ValueError(f"{type(self).__name__}: momentum must lie in [0, 1] and eps be positive, "
+                             f"got momentum={momentum!r}, eps={eps!r}")
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.add_parameter("weight", init.ones(num_features, dtype))
         self.add_parameter("bias", init.zeros(num_features, dtype))
@@ -115,6 +130,9 @@ class BatchNorm2d(_BatchNorm):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
+        _check_sizes("MaxPool2d", kernel_size=kernel_size)
+        if stride is not None:
+            _check_sizes("MaxPool2d", stride=stride)
         self.kernel_size, self.stride = kernel_size, stride
 
     def forward(self, x, params, prefix):

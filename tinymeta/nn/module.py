@@ -35,6 +35,8 @@ class Module:
         return self._parameters[name]
 
     def add_module(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: child {name!r} is a {type(module).__name__}, expected a Module")
         self._modules[str(name)] = module
         return module
 
