@@ -51,7 +51,7 @@ import numpy as np
 
 from omniglot_settings import SOURCES, published_settings
 from tinymeta import nn
-from tinymeta.data.omniglot import load_omniglot, split_by_alphabet, split_by_character
+from tinymeta.data.omniglot import DRAWINGS, load_omniglot, split_by_alphabet, split_by_character
 from tinymeta.data.sampler import FewShotSampler
 from tinymeta.grad_mode import no_grad
 from tinymeta.meta import IMAML, MAML, MetaSGD, Reptile, TaskThreads, evaluate, meta_train
@@ -184,6 +184,13 @@ def fill_defaults(args, parser):
     for name in counts + (["inner_batch", "eval_batch"] if reptile else []) + (["cg_steps"] if imaml else []):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("inner_lr", "outer_lr"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for given, drawings in (("--shot + --eval-query", args.shot + args.eval_query),
+                            ("--train-shots + --query", args.train_shots + args.query)):
+        if drawings > DRAWINGS:
+            parser.error(f"{given} ask for {drawings} distinct drawings of each character; Omniglot has {DRAWINGS}")
 
 
 def adapter(learner, args):
@@ -386,6 +393,8 @@ def train(args, processes, rng, split, learner, twin):
     optimizer, lr_schedule = outer_optimizer(learner, args)
     history_file = args.out / "history.json"
     history, best = resumed_history(args)
+    if args.resume and not (args.out / "checkpoint.npz").exists() and processes.is_root:
+        print(f"--resume: no checkpoint in {args.out} yet, so the run starts at iteration 0")
     clock = {"trained": history[-1]["train_seconds"] if history else 0.0, "since": time.perf_counter()}
 
     def on_eval(iteration):

@@ -146,6 +146,18 @@ def test_omniglot_first_order_maml_runs_maml_settings_and_20_way_evaluates_with_
     assert maml["eval_steps"] == 5 and omniglot_defaults()["eval_steps"] == 3
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--shot", "6"], "--shot + --eval-query ask for 21 distinct drawings of each character; Omniglot has 20"),
+    (["--algo", "reptile", "--train-shots", "20"],
+     "--train-shots + --query ask for 21 distinct drawings of each character; Omniglot has 20"),
+    (["--inner-lr", "-0.4"], "--inner-lr must be positive, got -0.4"),
+    (["--algo", "reptile", "--outer-lr", "0"], "--outer-lr must be positive, got 0.0")])
+def test_omniglot_refuses_settings_no_run_can_have_before_reading_data(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        omniglot_defaults(*argv)
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
 def test_omniglot_refuses_reptile_settings_for_maml():
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot.py"), "--inner-batch", "4"],
                             capture_output=True, text=True, env=ENVIRONMENT)
@@ -161,9 +173,10 @@ def test_omniglot_reptile_resumes_and_reports_both_batch_norms(tmp_path, shared_
     args = ["--data", shared_dir / "data" / "omniglot", "--algo", "reptile", "--meta-batch", 2, "--val-every", 1,
             "--val-tasks", 2, "--eval-tasks", 3, "--eval-steps", 3, "--out", tmp_path, "--no-progress"]
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    run("omniglot.py", *args, "--iters", 2, env=env)
+    first = run("omniglot.py", *args, "--iters", 2, "--resume", env=env)   # nothing to resume yet
+    assert f"--resume: no checkpoint in {tmp_path} yet, so the run starts at iteration 0" in first
     out = run("omniglot.py", *args, "--iters", 3, "--resume", env=env)
-    assert "iteration 3:" in out and "iteration 2:" not in out
+    assert "iteration 3:" in out and "iteration 2:" not in out and "no checkpoint" not in out
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["iteration"] for h in history] == [1, 2, 3]
     seconds = [h["train_seconds"] for h in history]
