@@ -68,18 +68,17 @@ def remember_forward(node):
 
 def checked_backward(node, grad):
     """node.backward(grad), raising if it makes non-finite gradients from a finite one."""
-    where = _forward_call(node)
     try:
         input_grads = node.backward(grad)
     except FloatingPointError as err:
-        raise FloatingPointError(f"{err}, in the backward of {node.name()}{where}") from None
+        raise FloatingPointError(f"{err}, in the backward of {node.name()}{_forward_call(node)}") from None
     if not _all_finite(grad.data):
         return input_grads
     for i, g in enumerate(input_grads):
         if g is not None and not _all_finite(g.data):
             raise FloatingPointError(
                 f"{node.name()}.backward: made a NaN or infinite gradient for input {i} (shape "
-                f"{g.shape}) from a finite incoming gradient of shape {grad.shape}{where}")
+                f"{g.shape}) from a finite incoming gradient of shape {grad.shape}{_forward_call(node)}")
     return input_grads
 
 
