@@ -39,6 +39,19 @@ def test_scalars_keep_the_tensor_dtype():
         assert y.dtype == np.float32
 
 
+def test_a_number_an_integer_or_bool_tensor_cannot_hold_promotes_the_result():
+    """As in PyTorch: never a silent integer 0 from 0.5."""
+    i = tm.tensor(np.array([1, 2, 3]))
+    for y, expected in ((i * 0.5, [0.5, 1.0, 1.5]), (0.5 * i, [0.5, 1.0, 1.5]), (i + 0.25, [1.25, 2.25, 3.25]),
+                        (1.5 - i, [0.5, -0.5, -1.5])):
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y.data, expected)
+    assert (i * 2).dtype == np.int64 and (i * 2).data.tolist() == [2, 4, 6]
+    flags = tm.tensor(np.array([True, False]))
+    assert (flags + 2).dtype == np.int64 and (flags + 2).data.tolist() == [3, 2]
+    assert (flags * 0.5).data.tolist() == [0.5, 0.0]
+
+
 def test_numpy_scalars_on_the_left_use_tensor_operators():
     x = tm.tensor(np.ones(2))
     y = np.float64(2.0) * x

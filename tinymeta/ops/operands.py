@@ -2,7 +2,9 @@
 
 Python numbers and arrays given to an op become constant tensors (they require
 no grad). A number takes the dtype and device of the tensor it meets, so
-`x * 2` keeps float32 data float32 (and on the GPU). Two floating tensors of
+`x * 2` keeps float32 data float32 (and on the GPU); a number the tensor's dtype
+cannot hold promotes the result instead, as in PyTorch (an integer tensor times
+0.5 is float32, never a silent integer 0). Two floating tensors of
 different precision are an error rather than a silent upcast: mixed precision
 in a gradient check would hide exactly the errors the check is meant to find.
 Tensors on different devices are an error too; move one with `.to(device)`.
@@ -22,13 +24,27 @@ def as_tensor(value, dtype=None, like=None):
         return value
     if isinstance(value, (bool, int, float)) and dtype is not None:
         xp = np if like is None or type(like) is np.ndarray else get_array_module(like)
-        return Tensor(xp.asarray(value, dtype=dtype))
+        return Tensor(xp.asarray(value, dtype=dtype if _keeps_value(dtype, value) else _own_dtype(value)))
     if isinstance(value, (np.ndarray, np.generic)):
         return Tensor(np.asarray(value))
     if isinstance(value, (bool, int, float, list, tuple)):
         data = np.asarray(value)
         return Tensor(data.astype(np.float32) if data.dtype == np.float64 else data)
     raise TypeError(f"expected a Tensor, number or array, got {type(value).__name__}")
+
+
+def _keeps_value(dtype, value):
+    """Whether a Python number keeps its value in `dtype`: any number in a floating one, an
+    integer in an integer one, a bool in a bool one (0.5 must not become an integer 0)."""
+    kind = np.dtype(dtype).kind
+    if kind in "fc":
+        return True
+    return not isinstance(value, float) if kind in "iu" else isinstance(value, bool)
+
+
+def _own_dtype(value):
+    """The dtype a Python number takes on its own: float32 (the default), int64 or bool."""
+    return np.bool_ if isinstance(value, bool) else np.int64 if isinstance(value, int) else np.float32
 
 
 def binary_operands(a, b, op):
