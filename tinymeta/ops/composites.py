@@ -8,7 +8,7 @@ result, and therefore its derivatives, unchanged.
 """
 from ..tensor import Tensor
 from .elementwise import exp, log, mul, sub
-from .operands import as_tensor
+from .operands import as_tensor, checked_axes
 from .reduce import _normalize_axis, max, sum
 from .shape import reshape
 
@@ -58,9 +58,13 @@ def _squeeze(x, axis):
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x): log-probabilities along `axis`."""
+    x = as_tensor(x)
+    checked_axes(axis, x.ndim, "log_softmax")
     return sub(x, logsumexp(x, axis, keepdims=True))
 
 
 def softmax(x, axis=-1):
     """exp(log_softmax(x)): probabilities along `axis` that sum to one."""
+    x = as_tensor(x)
+    checked_axes(axis, x.ndim, "softmax")
     return exp(log_softmax(x, axis))
