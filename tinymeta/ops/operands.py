@@ -18,13 +18,15 @@ from ..tensor import Tensor
 
 
 def as_tensor(value, dtype=None, like=None):
-    """`value` as a Tensor; numbers and arrays become constants (of `dtype` if given,
-    on the device of the array `like` if given)."""
+    """`value` as a Tensor; numbers and arrays become constants (of the numpy dtype `dtype` if
+    given and it holds the number, on the device of the array `like` if given)."""
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (bool, int, float)) and dtype is not None:
         xp = np if like is None or type(like) is np.ndarray else get_array_module(like)
-        return Tensor(xp.asarray(value, dtype=dtype if _keeps_value(dtype, value) else _own_dtype(value)))
+        if dtype.kind not in "fc" and not _keeps_value(dtype, value):  # the common case first: floats
+            dtype = _own_dtype(value)
+        return Tensor(xp.asarray(value, dtype=dtype))
     if isinstance(value, (np.ndarray, np.generic)):
         return Tensor(np.asarray(value))
     if isinstance(value, (bool, int, float, list, tuple)):
@@ -34,12 +36,9 @@ def as_tensor(value, dtype=None, like=None):
 
 
 def _keeps_value(dtype, value):
-    """Whether a Python number keeps its value in `dtype`: any number in a floating one, an
-    integer in an integer one, a bool in a bool one (0.5 must not become an integer 0)."""
-    kind = np.dtype(dtype).kind
-    if kind in "fc":
-        return True
-    return not isinstance(value, float) if kind in "iu" else isinstance(value, bool)
+    """Whether a Python number keeps its value in the integer or bool dtype `dtype`: an integer
+    in an integer one, a bool in a bool one (0.5 must not become an integer 0)."""
+    return not isinstance(value, float) if dtype.kind in "iu" else isinstance(value, bool)
 
 
 def _own_dtype(value):
