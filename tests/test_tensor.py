@@ -52,6 +52,18 @@ def test_a_number_an_integer_or_bool_tensor_cannot_hold_promotes_the_result():
     assert (flags * 0.5).data.tolist() == [0.5, 0.0]
 
 
+def test_numpy_and_float_read_a_tensors_values():
+    x = tm.tensor(np.array([[1.5, -2.0]]), requires_grad=True)
+    np.testing.assert_array_equal(np.asarray(x), [[1.5, -2.0]])
+    assert np.asarray(x).dtype == np.float64 and np.asarray(x, dtype=np.float32).dtype == np.float32
+    copied = np.array(x)
+    copied[0, 0] = 9.0
+    assert x.data[0, 0] == 1.5
+    assert float(tm.tensor(np.array([2.5]))) == 2.5
+    with pytest.raises(ValueError, match=r"^float: tensor of shape \(1, 2\) has 2 elements, expected exactly one$"):
+        float(x)
+
+
 def test_numpy_scalars_on_the_left_use_tensor_operators():
     x = tm.tensor(np.ones(2))
     y = np.float64(2.0) * x

@@ -72,16 +72,27 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
-    def item(self):
+    def item(self, op="item"):
         """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
-            raise ValueError(f"item: tensor of shape {self.shape} has {self.size} elements, "
+            raise ValueError(f"{op}: tensor of shape {self.shape} has {self.size} elements, "
                              "expected exactly one")
         return self.data.item()
+
+    def __float__(self):
+        return float(self.item("float"))
 
     def numpy(self):
         """The data as a numpy array (a copy from the GPU, the array itself on the CPU)."""
         return backend.to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(t) is t.numpy() (not an array of 0-d tensors), so numpy functions and
+        plotting take tensors; like .numpy() it leaves the graph behind."""
+        array = backend.to_numpy(self.data)
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        return array.copy() if copy else array
 
     def detach(self):
         """The same data as a new leaf that is cut from the graph and requires no grad."""
