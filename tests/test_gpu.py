@@ -54,3 +54,12 @@ def test_omniglot_meta_gradient_is_the_same_on_gpu_and_cpu(downsample):
     _, gpu = MAML(model, 0.4, 1, loss_fn=cross_entropy).meta_gradients(tasks)
     for name in cpu:
         np.testing.assert_allclose(gpu[name].numpy(), cpu[name].data, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_checks_gpu_arrays_forward_and_backward():
+    with tm.detect_anomaly(), pytest.raises(FloatingPointError, match=r"^log: 1 of its 2 output values"):
+        tm.tensor(np.array([-1.0, 2.0]), device="cuda").log()
+    x = tm.tensor(np.array([0.0, 1.0]), device="cuda", requires_grad=True)
+    with tm.detect_anomaly(), pytest.raises(FloatingPointError, match="in the backward of sqrt"):
+        tm.grad(x.sqrt().sum(), [x])
