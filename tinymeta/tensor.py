@@ -72,15 +72,18 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
-    def item(self, op="item"):
+    def item(self):
         """The value of a one-element tensor as a Python number."""
+        return self._only_value("item")
+
+    def __float__(self):
+        return float(self._only_value("float"))
+
+    def _only_value(self, op):
         if self.data.size != 1:
             raise ValueError(f"{op}: tensor of shape {self.shape} has {self.size} elements, "
                              "expected exactly one")
         return self.data.item()
-
-    def __float__(self):
-        return float(self.item("float"))
 
     def numpy(self):
         """The data as a numpy array (a copy from the GPU, the array itself on the CPU)."""

@@ -58,13 +58,14 @@ def _squeeze(x, axis):
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x): log-probabilities along `axis`."""
-    x = as_tensor(x)
-    checked_axes(axis, x.ndim, "log_softmax")
-    return sub(x, logsumexp(x, axis, keepdims=True))
+    return _log_softmax(as_tensor(x), axis, "log_softmax")
 
 
 def softmax(x, axis=-1):
     """exp(log_softmax(x)): probabilities along `axis` that sum to one."""
-    x = as_tensor(x)
-    checked_axes(axis, x.ndim, "softmax")
-    return exp(log_softmax(x, axis))
+    return exp(_log_softmax(as_tensor(x), axis, "softmax"))
+
+
+def _log_softmax(x, axis, op):
+    checked_axes(axis, x.ndim, op)  # an error names the op the user called, not logsumexp
+    return sub(x, logsumexp(x, axis, keepdims=True))
