@@ -13,6 +13,13 @@ chunk of images at a time, so that the column matrix stays a few MB (in cache):
 
 Numba builds the column matrices; numpy's BLAS does the products.
 
+Kept columns.  Differentiating through a convolution takes cols(x) again and
+again: the forward, its backward's grad_weight, and, at second order, the
+forward of the grad_weight node's own backward (conv(x, d)), for the same x.
+`conv2d_columns` builds all of x's chunks once and keeps them, and forward and
+grad_weight take them as `columns=`. They cost memory, about kh*kw/stride^2
+times x's, for as long as they are kept.
+
 Contiguous taps.  Kernel tap (i, j) meets xpad[a*s + i, b*s + j] at output
 (a, b), s the stride, xpad the zero-padded image.  Split xpad into s*s phase
 planes, phase (i % s, j % s) holding xpad[i % s :: s, j % s :: s] in a flat
@@ -46,6 +53,11 @@ Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo hq wq")
 Geometry.__doc__ = """Shapes of one convolution: x (n, c, h, w), w (o, c, kh, kw),
 y (n, o, ho, wo); hq x wq is the size of a phase plane, wq the grid width."""
 
+Columns = namedtuple("Columns", "source per_task")
+Columns.__doc__ = """The column matrices of one input, kept (conv2d_columns): per_task[t] lists
+(first image, image count, cols) for each chunk of task t's images; source is what they
+were built for (`column_source`), which a kernel given them checks."""
+
 
 def _check_arrays(name, **arrays):
     """The arrays are all 4-d, or all 5-d with one task count (their leading axis),
@@ -64,12 +76,13 @@ def _check_arrays(name, **arrays):
     return next(iter(arrays.values())).shape[0] if ndims == {5} else None
 
 
-def _prepare(name, **arrays):
-    """(arrays, has_task_axis): the arrays checked (`_check_arrays`), C-contiguous and
-    5-d, a 4-d array becoming a task axis of one."""
-    arrays = {label: np.asarray(a) for label, a in arrays.items()}
+def _prepare(name, xp=np, **arrays):
+    """(arrays, has_task_axis): the arrays as arrays of module xp (numpy, or cupy for
+    kernels/gpu.py), checked (`_check_arrays`), C-contiguous and 5-d, a 4-d array
+    becoming a task axis of one."""
+    arrays = {label: xp.asarray(a) for label, a in arrays.items()}
     has_task_axis = _check_arrays(name, **arrays) is not None
-    return [np.ascontiguousarray(a if has_task_axis else a[None]) for a in arrays.values()], has_task_axis
+    return [xp.ascontiguousarray(a if has_task_axis else a[None]) for a in arrays.values()], has_task_axis
 
 
 def _geometry(name, x_shape, w_shape, stride, padding):
@@ -97,6 +110,25 @@ def _check_grad_y(name, grad_y, g):
     if grad_y.shape != (g.n, g.o, g.ho, g.wo):
         raise ValueError(f"{name}: grad_y has shape {grad_y.shape}, expected "
                          f"{(g.n, g.o, g.ho, g.wo)} from the input, weight, stride and padding")
+
+
+def column_source(x, g):
+    """What column matrices of x (5-d: tasks first) depend on: its shape and dtype, the kernel
+    size, stride and padding."""
+    return (tuple(x.shape), str(x.dtype), g.kh, g.kw, g.stride, g.padding)
+
+
+def check_columns(name, columns, x, g):
+    """`columns` (or None) were built from an input of x's shape and dtype with g's kernel size,
+    stride and padding; a ValueError names the kernel and what differs. (That they hold x's
+    values is the caller's word.)"""
+    if columns is None or columns.source == column_source(x, g):
+        return
+    fields = ("input shape", "dtype", "kernel height", "kernel width", "stride", "padding")
+    differ = [(field, built, here) for field, built, here in zip(fields, columns.source, column_source(x, g))
+              if built != here]
+    raise ValueError(f"{name}: columns built for {', '.join(f'{f} {b}' for f, b, _ in differ)} do not fit "
+                     f"{', '.join(f'{f} {h}' for f, _, h in differ)}")
 
 
 def _chunks(g):
@@ -228,17 +260,34 @@ def _to_grid(gy, n0, nb, wq):
     return grid
 
 
-def conv2d_forward(x, w, stride=1, padding=0):
+def _task_columns(x, t, g, columns):
+    """(first image, image count, cols) for each chunk of task t's images: the kept `columns`,
+    or, without them, each chunk built as it is asked for (so one at a time is in memory)."""
+    if columns is not None:
+        return columns.per_task[t]
+    return ((n0, nb, _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq))
+            for n0, nb in _chunks(g))
+
+
+def conv2d_columns(x, kernel_hw, stride=1, padding=0):
+    """cols(x), all chunks of every task, kept: conv2d_forward and conv2d_grad_weight given them
+    as `columns=` (with this x, kernel size, stride and padding) skip building them."""
+    (x,), _ = _prepare("conv2d_columns", x=x)
+    g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
+    return Columns(column_source(x, g), [list(_task_columns(x, t, g, None)) for t in range(len(x))])
+
+
+def conv2d_forward(x, w, stride=1, padding=0, columns=None):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch);
-    with a task axis, y[t] = conv2d_forward(x[t], w[t])."""
+    with a task axis, y[t] = conv2d_forward(x[t], w[t]). `columns`: x's, kept (conv2d_columns)."""
     (x, w), has_task_axis = _prepare("conv2d_forward", x=x, w=w)
     g = _geometry("conv2d_forward", x.shape[1:], w.shape[1:], stride, padding)
+    check_columns("conv2d_forward", columns, x, g)
     y = np.empty((len(x), g.n, g.o, g.ho, g.wo), x.dtype)
     for t in range(len(x)):
         weights = w[t].reshape(g.o, -1)
-        for n0, nb in _chunks(g):
-            cols = _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+        for n0, _, cols in _task_columns(x, t, g, columns):
             _to_nchw(weights @ cols, n0, g.wq, y[t])
     return y if has_task_axis else y[0]
 
@@ -261,18 +310,18 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     return gx if has_task_axis else gx[0]
 
 
-def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
+def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     """Gradient of conv2d_forward with respect to w:
     gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]
-    (per task, with a task axis)."""
+    (per task, with a task axis). `columns`: x's, kept (conv2d_columns)."""
     (x, grad_y), has_task_axis = _prepare("conv2d_grad_weight", x=x, grad_y=grad_y)
     w_shape = (grad_y.shape[2], x.shape[2], *kernel_hw)
     g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
     _check_grad_y("conv2d_grad_weight", grad_y[0], g)
+    check_columns("conv2d_grad_weight", columns, x, g)
     gw = np.zeros((len(x), g.o, g.c * g.kh * g.kw), x.dtype)
     for t in range(len(x)):
-        for n0, nb in _chunks(g):
-            cols = _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq)
+        for n0, nb, cols in _task_columns(x, t, g, columns):
             gw[t] += _to_grid(grad_y[t], n0, nb, g.wq) @ cols.T
     gw = gw.reshape((len(x),) + w_shape)
     return gw if has_task_axis else gw[0]

@@ -2,10 +2,11 @@
 with the same arguments, output shapes and dtypes, so tinymeta.backend picks
 this module or the CPU one by the arrays' device.
 
-    conv2d_forward, conv2d_grad_input, conv2d_grad_weight
-        im2col + cuBLAS, task by task for 5-d arrays (a leading task axis).  The CUDA kernels of cuda/conv2d.cu build the column
-        matrix cols(x), (C*kh*kw, N*Ho*Wo), and fold one back (col2im); cupy's
-        matmul hands the three products to cuBLAS:
+    conv2d_forward, conv2d_grad_input, conv2d_grad_weight, conv2d_columns
+        im2col + cuBLAS, task by task for 5-d arrays (a leading task axis).
+        The CUDA kernels of cuda/conv2d.cu build the column matrix cols(x),
+        (C*kh*kw, N*Ho*Wo), and fold one back (col2im); cupy's matmul hands
+        the three products to cuBLAS:
 
             forward       y   = W @ cols(x)         W  = w as (O, C*kh*kw)
             grad_input    gx  = col2im(W.T @ gy)    gy = grad_y as (O, N*Ho*Wo)
@@ -13,7 +14,8 @@ this module or the CPU one by the arrays' device.
 
         Unlike the CPU kernels, the whole batch makes one column matrix: GPU
         memory holds it (at the Omniglot shapes, 36 MB in float32) and one
-        large product keeps cuBLAS busy where chunks would not.
+        large product keeps cuBLAS busy where chunks would not.  So kept
+        columns (conv2d_columns, `columns=`) hold one chunk per task.
     max_pool2d_forward, max_pool2d_backward, max_pool2d_gather
         one CUDA kernel each, in cuda/max_pool2d.cu.
     batch_norm_forward, batch_norm_affine_forward, batch_norm_backward,
@@ -38,7 +40,7 @@ from pathlib import Path
 import cupy
 import numpy as np
 
-from .conv2d import _check_arrays, _check_grad_y, _geometry
+from .conv2d import Columns, _check_arrays, _check_grad_y, _geometry, _prepare, check_columns, column_source
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
 from .reference import (batch_norm_affine_backward, batch_norm_affine_forward,  # noqa: F401 (array
                         batch_norm_backward, batch_norm_double_backward,          # methods: cupy runs them)
@@ -104,15 +106,28 @@ def _grad_y_matrix(grad_y, g):
     return grad_y.transpose(1, 0, 2, 3).reshape(g.o, -1)
 
 
-@_over_tasks
-def conv2d_forward(x, w, stride=1, padding=0):
+def _task_columns(x, t, g, columns):
+    """Task t's column matrix: the kept one (its single chunk), or built."""
+    return columns.per_task[t][0][2] if columns is not None else _im2col(x[t], g)
+
+
+def conv2d_columns(x, kernel_hw, stride=1, padding=0):
+    """cols(x) of every task, kept (as the CPU kernel: conv2d_forward and conv2d_grad_weight
+    given them as `columns=`, with this x, kernel size, stride and padding, skip building them)."""
+    (x,), _ = _prepare("conv2d_columns", cupy, x=x)
+    g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
+    return Columns(column_source(x, g), [[(0, g.n, _im2col(x[t], g))] for t in range(len(x))])
+
+
+def conv2d_forward(x, w, stride=1, padding=0, columns=None):
     """y[n, o, a, b] = sum_{c, i, j} w[o, c, i, j] * xpad[n, c, a*stride + i, b*stride + j],
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
-    x, w = cupy.ascontiguousarray(x), cupy.ascontiguousarray(w)
-    _check_arrays("conv2d_forward", x=x, w=w)
-    g = _geometry("conv2d_forward", x.shape, w.shape, stride, padding)
-    y = w.reshape(g.o, -1) @ _im2col(x, g)  # (O, N*Ho*Wo)
-    return cupy.ascontiguousarray(y.reshape(g.o, g.n, g.ho, g.wo).transpose(1, 0, 2, 3))
+    (x, w), has_task_axis = _prepare("conv2d_forward", cupy, x=x, w=w)
+    g = _geometry("conv2d_forward", x.shape[1:], w.shape[1:], stride, padding)
+    check_columns("conv2d_forward", columns, x, g)
+    y = cupy.stack([w[t].reshape(g.o, -1) @ _task_columns(x, t, g, columns) for t in range(len(x))])  # (T, O, N*Ho*Wo)
+    y = cupy.ascontiguousarray(y.reshape(len(x), g.o, g.n, g.ho, g.wo).transpose(0, 2, 1, 3, 4))
+    return y if has_task_axis else y[0]
 
 
 @_over_tasks
@@ -127,16 +142,17 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     return _col2im(w.reshape(g.o, -1).T @ _grad_y_matrix(grad_y, g), g)
 
 
-@_over_tasks
-def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0):
+def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     """Gradient of conv2d_forward with respect to w:
     gw[o, c, i, j] = sum_{n, a, b} grad_y[n, o, a, b] * xpad[n, c, a*stride + i, b*stride + j]."""
-    x, grad_y = cupy.ascontiguousarray(x), cupy.ascontiguousarray(grad_y)
-    _check_arrays("conv2d_grad_weight", x=x, grad_y=grad_y)
-    w_shape = (grad_y.shape[1], x.shape[1], *kernel_hw)
-    g = _geometry("conv2d_grad_weight", x.shape, w_shape, stride, padding)
-    _check_grad_y("conv2d_grad_weight", grad_y, g)
-    return (_grad_y_matrix(grad_y, g) @ _im2col(x, g).T).reshape(w_shape)
+    (x, grad_y), has_task_axis = _prepare("conv2d_grad_weight", cupy, x=x, grad_y=grad_y)
+    w_shape = (grad_y.shape[2], x.shape[2], *kernel_hw)
+    g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
+    _check_grad_y("conv2d_grad_weight", grad_y[0], g)
+    check_columns("conv2d_grad_weight", columns, x, g)
+    gw = cupy.stack([(_grad_y_matrix(grad_y[t], g) @ _task_columns(x, t, g, columns).T).reshape(w_shape)
+                     for t in range(len(x))])
+    return gw if has_task_axis else gw[0]
 
 
 # --- max pooling --------------------------------------------------------------

@@ -8,6 +8,7 @@ inputs, and raises the CPU kernels' errors; elsewhere those tests skip, saying
 why (tinymeta.backend.cuda_status).
 """
 import ast
+import inspect
 import re
 import shutil
 import subprocess
@@ -56,6 +57,19 @@ def test_the_gpu_module_offers_every_cpu_kernel():
     assert set(K.__all__) <= defined, sorted(set(K.__all__) - defined)
 
 
+def test_the_gpu_kernels_take_the_cpu_kernels_arguments():
+    """Same parameter names and defaults, so that an op's call (say with columns=) fits both."""
+    tree = ast.parse(GPU_MODULE.read_text())
+    gpu_functions = {node.name: node for node in tree.body
+                     if isinstance(node, ast.FunctionDef) and node.name in K.__all__}
+    assert gpu_functions
+    for name, node in gpu_functions.items():
+        cpu = inspect.signature(getattr(K, name)).parameters
+        gpu_defaults = [ast.literal_eval(d) for d in node.args.defaults]
+        cpu_defaults = [p.default for p in cpu.values() if p.default is not inspect.Parameter.empty]
+        assert ([a.arg for a in node.args.args], gpu_defaults) == (list(cpu), cpu_defaults), name
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 @pytest.mark.parametrize("source", sorted(p.name for p in CUDA_DIR.glob("*.cu")))
 def test_cuda_source_compiles(source, tmp_path):
@@ -92,6 +106,21 @@ def test_gpu_conv2d_matches_reference(case):
                      R.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding))
     assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[2:], stride, padding),
                      R.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding))
+
+
+@needs_gpu
+@settings(deadline=None, max_examples=20)
+@given(conv_cases())
+def test_gpu_kept_columns_give_the_reference_forward_and_grad_weight(case):
+    x, w, grad_y, stride, padding = case
+    x_gpu, w_gpu, grad_y_gpu = (cupy.asarray(a) for a in (x, w, grad_y))
+    columns = G.conv2d_columns(x_gpu, w.shape[-2:], stride, padding)
+    assert_gpu_close(G.conv2d_forward(x_gpu, w_gpu, stride, padding, columns=columns),
+                     R.conv2d_forward(x, w, stride, padding))
+    assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[-2:], stride, padding, columns=columns),
+                     R.conv2d_grad_weight(x, grad_y, w.shape[-2:], stride, padding))
+    with pytest.raises(ValueError, match="conv2d_forward: columns built for stride"):
+        G.conv2d_forward(x_gpu, w_gpu, stride + 1, padding, columns=columns)
 
 
 @needs_gpu

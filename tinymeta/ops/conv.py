@@ -18,6 +18,14 @@ A leading task axis is optional: x (T, N, C, H, W) with w (T, O, C, kh, kw)
 convolves task t's images with task t's weight (a meta-batch of networks in one
 op); the adjoint identities hold task by task, so nothing else changes.
 
+conv(x, .) and GW(x, .) both multiply by x's column matrix (im2col), and the
+identities above meet the same x up to four times: conv(x, w), GW(x, g) in its
+backward, and at second order GW's own backward conv(x, d) and GW(x, g') once
+more. So a conv node that will have a backward for w builds x's columns once
+(the kernels' conv2d_columns) and hands them to the GW node it makes, which
+hands them on; GI's backward likewise builds d's once for conv(d, w) and GW(d, g).
+They are freed with the graph.
+
 max_pool2d picks, in each window, the position of the maximum (`argmax`, fixed
 by the forward pass and piecewise constant in x). Its backward scatters g to
 those positions; the scatter's backward gathers at them, and the gather's
@@ -25,17 +33,18 @@ backward scatters again.
 """
 from ..backend import kernels_for
 from ..function import Function
+from ..grad_mode import is_grad_enabled
 from .shape import reshape
 
 
 class Conv2d(Function):
-    """y = conv(x, w);  dx = GI(g, w), dw = GW(x, g)."""
+    """y = conv(x, w);  dx = GI(g, w), dw = GW(x, g).  columns: x's, kept, or None."""
 
-    def __init__(self, stride, padding):
-        self.stride, self.padding = stride, padding
+    def __init__(self, stride, padding, columns):
+        self.stride, self.padding, self.columns = stride, padding, columns
 
     def forward(self, x, w):
-        return kernels_for(x).conv2d_forward(x, w, self.stride, self.padding)
+        return kernels_for(x).conv2d_forward(x, w, self.stride, self.padding, columns=self.columns)
 
     def input_error(self, inputs, err):
         return ValueError(f"conv2d: input {inputs[0].shape}, weight {inputs[1].shape}, "
@@ -44,7 +53,12 @@ class Conv2d(Function):
     def backward(self, g):
         x, w = self.inputs
         return (conv2d_grad_input(g, w, x.shape[-2:], self.stride, self.padding) if x.requires_grad else None,
-                conv2d_grad_weight(x, g, w.shape[-2:], self.stride, self.padding) if w.requires_grad else None)
+                conv2d_grad_weight(x, g, w.shape[-2:], self.stride, self.padding, self.columns)
+                if w.requires_grad else None)
+
+    def release(self):
+        super().release()
+        self.columns = None
 
 
 class Conv2dGradInput(Function):
@@ -58,23 +72,30 @@ class Conv2dGradInput(Function):
 
     def backward(self, d):
         g, w = self.inputs
-        return (conv2d(d, w, self.stride, self.padding) if g.requires_grad else None,
-                conv2d_grad_weight(d, g, w.shape[-2:], self.stride, self.padding) if w.requires_grad else None)
+        columns = _columns(d, w.shape[-2:], self.stride, self.padding) if g.requires_grad and w.requires_grad else None
+        return (_conv2d(d, w, self.stride, self.padding, columns) if g.requires_grad else None,
+                conv2d_grad_weight(d, g, w.shape[-2:], self.stride, self.padding, columns)
+                if w.requires_grad else None)
 
 
 class Conv2dGradWeight(Function):
-    """dw = GW(x, g);  backward: dx = GI(g, d), dg = conv(x, d)."""
+    """dw = GW(x, g);  backward: dx = GI(g, d), dg = conv(x, d).  columns: x's, kept, or None."""
 
-    def __init__(self, kernel_hw, stride, padding):
-        self.kernel_hw, self.stride, self.padding = kernel_hw, stride, padding
+    def __init__(self, kernel_hw, stride, padding, columns):
+        self.kernel_hw, self.stride, self.padding, self.columns = kernel_hw, stride, padding, columns
 
     def forward(self, x, g):
-        return kernels_for(x).conv2d_grad_weight(x, g, self.kernel_hw, self.stride, self.padding)
+        return kernels_for(x).conv2d_grad_weight(x, g, self.kernel_hw, self.stride, self.padding,
+                                                 columns=self.columns)
 
     def backward(self, d):
         x, g = self.inputs
         return (conv2d_grad_input(g, d, x.shape[-2:], self.stride, self.padding) if x.requires_grad else None,
-                conv2d(x, d, self.stride, self.padding) if g.requires_grad else None)
+                _conv2d(x, d, self.stride, self.padding, self.columns) if g.requires_grad else None)
+
+    def release(self):
+        super().release()
+        self.columns = None
 
 
 class MaxPool2d(Function):
@@ -121,15 +142,27 @@ def conv2d(x, w, stride=1, padding=0):
     """Cross-correlation of NCHW `x` with OIHW `w` (no bias; see nn.functional.conv2d),
     or of (T, N, C, H, W) with (T, O, C, kh, kw), task by task."""
     _check_conv(x, w, stride, padding)
-    return Conv2d.apply(x, w, stride=stride, padding=padding)
+    return _conv2d(x, w, stride, padding, None)
+
+
+def _conv2d(x, w, stride, padding, columns):
+    """conv(x, w) with x's kept columns, or None; when the node will be recorded with a gradient
+    to flow to w, its backward's GW(x, g) needs them, so they are built here and kept."""
+    if columns is None and w.requires_grad and is_grad_enabled():
+        columns = _columns(x, w.shape[-2:], stride, padding)
+    return Conv2d.apply(x, w, stride=stride, padding=padding, columns=columns)
+
+
+def _columns(x, kernel_hw, stride, padding):
+    return kernels_for(x.data).conv2d_columns(x.data, kernel_hw, stride, padding)
 
 
 def conv2d_grad_input(g, w, input_hw, stride, padding):
     return Conv2dGradInput.apply(g, w, input_hw=tuple(input_hw), stride=stride, padding=padding)
 
 
-def conv2d_grad_weight(x, g, kernel_hw, stride, padding):
-    return Conv2dGradWeight.apply(x, g, kernel_hw=tuple(kernel_hw), stride=stride, padding=padding)
+def conv2d_grad_weight(x, g, kernel_hw, stride, padding, columns):
+    return Conv2dGradWeight.apply(x, g, kernel_hw=tuple(kernel_hw), stride=stride, padding=padding, columns=columns)
 
 
 def max_pool2d(x, kernel_size, stride=None):
