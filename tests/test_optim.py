@@ -82,6 +82,17 @@ def test_step_rejects_gradients_of_the_wrong_shape():
     assert opt.step_count == 0
 
 
+def test_step_rejects_a_gradient_that_names_no_parameter_and_changes_nothing():
+    """A misspelt name would otherwise leave its parameter untrained without a word."""
+    p = param([1.0, 2.0])
+    opt = Adam({"layer.weight": p}, lr=0.1)
+    with pytest.raises(ValueError, match=r"Adam.step: gradients for \['layer.weigth'\], which name no parameter "
+                                         r"of this optimizer \(it holds \['layer.weight'\]\)"):
+        opt.step({"layer.weight": np.ones(2), "layer.weigth": np.ones(2)})
+    assert opt.step_count == 0
+    np.testing.assert_array_equal(p.data, [1.0, 2.0])
+
+
 def test_sgd_step_returns_new_differentiable_tensors():
     p = param([2.0])
     new = sgd_step({"p": p}, [p * p], lr=0.1)  # p - 0.1 p^2

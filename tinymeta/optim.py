@@ -133,12 +133,16 @@ class Optimizer:
         self.state = {name: {} for name in self.params}
 
     def _gradients(self, grads):
-        """Gradient arrays by name, from `grads` (a dict or a sequence) or from each `.grad`; a dict's
-        entries that name no parameter are left out (a learner's dict also carries what it keeps
-        between iterations, such as Reptile's inner-Adam moments)."""
+        """Gradient arrays by name, from `grads` (a dict or a sequence) or from each `.grad`; a dict
+        may leave parameters out, but not name one this optimizer does not hold (a misspelt name
+        would otherwise leave its parameter untrained without a word)."""
         if grads is None:
             pairs = [(name, p.grad) for name, p in self.params.items()]
         elif isinstance(grads, dict):
+            strangers = [name for name in grads if name not in self.params]
+            if strangers:
+                raise ValueError(f"{type(self).__name__}.step: gradients for {strangers}, which name no parameter "
+                               f"of this optimizer (it holds {list(self.params)})")
             pairs = [(name, grads.get(name)) for name in self.params]
         else:
             grads = list(grads)

@@ -51,9 +51,15 @@ class MetaLearner:
         if untrained:
             raise ValueError(f"{type(self).__name__}.meta_step: the optimizer does not hold {untrained}; "
                              "build it on learner.parameters_dict()")
-        optimizer.step(grads)
-        self.carry(grads)
+        self.outer_step(optimizer, grads)
         return loss
+
+    def outer_step(self, optimizer, grads):
+        """Hand the trained tensors' meta-gradients to the optimizer, then `carry` the rest of
+        what meta_gradients returned."""
+        trained = self.parameters_dict()
+        optimizer.step({name: g for name, g in grads.items() if name in trained})
+        self.carry(grads)
 
 
 def check_positive(owner, **rates):

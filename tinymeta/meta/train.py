@@ -45,8 +45,7 @@ def meta_train(learner, task_source, optimizer, iterations, meta_batch, rng, *, 
             raise FloatingPointError(f"meta_train: the meta-loss became {loss} at iteration {iteration}; "
                                      "lower the inner or outer learning rate; to find the op that first made a "
                                      "NaN or infinity, run under tinymeta.detect_anomaly()")
-        optimizer.step(grads)
-        learner.carry(grads)
+        learner.outer_step(optimizer, grads)
         history.append((iteration, loss))
         running = loss if running is None else 0.98 * running + 0.02 * loss
         bar.update(running)
