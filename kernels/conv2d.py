@@ -56,7 +56,7 @@ y (n, o, ho, wo); hq x wq is the size of a phase plane, wq the grid width."""
 Columns = namedtuple("Columns", "source per_task")
 Columns.__doc__ = """The column matrices of one input, kept (conv2d_columns): per_task[t] lists
 (first image, image count, cols) for each chunk of task t's images; source is what they
-were built for (`column_source`), which a kernel given them checks."""
+were built for (`_column_source`), which a kernel given them checks."""
 
 
 def _check_arrays(name, **arrays):
@@ -112,20 +112,20 @@ def _check_grad_y(name, grad_y, g):
                          f"{(g.n, g.o, g.ho, g.wo)} from the input, weight, stride and padding")
 
 
-def column_source(x, g):
+def _column_source(x, g):
     """What column matrices of x (5-d: tasks first) depend on: its shape and dtype, the kernel
     size, stride and padding."""
     return (tuple(x.shape), str(x.dtype), g.kh, g.kw, g.stride, g.padding)
 
 
-def check_columns(name, columns, x, g):
+def _check_columns(name, columns, x, g):
     """`columns` (or None) were built from an input of x's shape and dtype with g's kernel size,
     stride and padding; a ValueError names the kernel and what differs. (That they hold x's
     values is the caller's word.)"""
-    if columns is None or columns.source == column_source(x, g):
+    if columns is None or columns.source == _column_source(x, g):
         return
     fields = ("input shape", "dtype", "kernel height", "kernel width", "stride", "padding")
-    differ = [(field, built, here) for field, built, here in zip(fields, columns.source, column_source(x, g))
+    differ = [(field, built, here) for field, built, here in zip(fields, columns.source, _column_source(x, g))
               if built != here]
     raise ValueError(f"{name}: columns built for {', '.join(f'{f} {b}' for f, b, _ in differ)} do not fit "
                      f"{', '.join(f'{f} {h}' for f, _, h in differ)}")
@@ -274,7 +274,7 @@ def conv2d_columns(x, kernel_hw, stride=1, padding=0):
     as `columns=` (with this x, kernel size, stride and padding) skip building them."""
     (x,), _ = _prepare("conv2d_columns", x=x)
     g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
-    return Columns(column_source(x, g), [list(_task_columns(x, t, g, None)) for t in range(len(x))])
+    return Columns(_column_source(x, g), [list(_task_columns(x, t, g, None)) for t in range(len(x))])
 
 
 def conv2d_forward(x, w, stride=1, padding=0, columns=None):
@@ -283,7 +283,7 @@ def conv2d_forward(x, w, stride=1, padding=0, columns=None):
     with a task axis, y[t] = conv2d_forward(x[t], w[t]). `columns`: x's, kept (conv2d_columns)."""
     (x, w), has_task_axis = _prepare("conv2d_forward", x=x, w=w)
     g = _geometry("conv2d_forward", x.shape[1:], w.shape[1:], stride, padding)
-    check_columns("conv2d_forward", columns, x, g)
+    _check_columns("conv2d_forward", columns, x, g)
     y = np.empty((len(x), g.n, g.o, g.ho, g.wo), x.dtype)
     for t in range(len(x)):
         weights = w[t].reshape(g.o, -1)
@@ -318,7 +318,7 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     w_shape = (grad_y.shape[2], x.shape[2], *kernel_hw)
     g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
     _check_grad_y("conv2d_grad_weight", grad_y[0], g)
-    check_columns("conv2d_grad_weight", columns, x, g)
+    _check_columns("conv2d_grad_weight", columns, x, g)
     gw = np.zeros((len(x), g.o, g.c * g.kh * g.kw), x.dtype)
     for t in range(len(x)):
         for n0, nb, cols in _task_columns(x, t, g, columns):

@@ -40,7 +40,7 @@ from pathlib import Path
 import cupy
 import numpy as np
 
-from .conv2d import Columns, _check_arrays, _check_grad_y, _geometry, _prepare, check_columns, column_source
+from .conv2d import Columns, _check_arrays, _check_columns, _check_grad_y, _column_source, _geometry, _prepare
 from .max_pool2d import _check_argmax, _check_float, _pool_geometry
 from .reference import (batch_norm_affine_backward, batch_norm_affine_forward,  # noqa: F401 (array
                         batch_norm_backward, batch_norm_double_backward,          # methods: cupy runs them)
@@ -116,7 +116,7 @@ def conv2d_columns(x, kernel_hw, stride=1, padding=0):
     given them as `columns=`, with this x, kernel size, stride and padding, skip building them)."""
     (x,), _ = _prepare("conv2d_columns", cupy, x=x)
     g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
-    return Columns(column_source(x, g), [[(0, g.n, _im2col(x[t], g))] for t in range(len(x))])
+    return Columns(_column_source(x, g), [[(0, g.n, _im2col(x[t], g))] for t in range(len(x))])
 
 
 def conv2d_forward(x, w, stride=1, padding=0, columns=None):
@@ -124,7 +124,7 @@ def conv2d_forward(x, w, stride=1, padding=0, columns=None):
     xpad being x zero-padded by `padding` on all sides (cross-correlation, as PyTorch)."""
     (x, w), has_task_axis = _prepare("conv2d_forward", cupy, x=x, w=w)
     g = _geometry("conv2d_forward", x.shape[1:], w.shape[1:], stride, padding)
-    check_columns("conv2d_forward", columns, x, g)
+    _check_columns("conv2d_forward", columns, x, g)
     y = cupy.stack([w[t].reshape(g.o, -1) @ _task_columns(x, t, g, columns) for t in range(len(x))])  # (T, O, N*Ho*Wo)
     y = cupy.ascontiguousarray(y.reshape(len(x), g.o, g.n, g.ho, g.wo).transpose(0, 2, 1, 3, 4))
     return y if has_task_axis else y[0]
@@ -149,7 +149,7 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     w_shape = (grad_y.shape[2], x.shape[2], *kernel_hw)
     g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
     _check_grad_y("conv2d_grad_weight", grad_y[0], g)
-    check_columns("conv2d_grad_weight", columns, x, g)
+    _check_columns("conv2d_grad_weight", columns, x, g)
     gw = cupy.stack([(_grad_y_matrix(grad_y[t], g) @ _task_columns(x, t, g, columns).T).reshape(w_shape)
                      for t in range(len(x))])
     return gw if has_task_axis else gw[0]

@@ -53,30 +53,23 @@ def counting_column_builds():
     return mock.patch.object(conv2d_kernels, "_im2col", wraps=conv2d_kernels._im2col)
 
 
-def test_second_order_through_a_conv_builds_the_inputs_columns_once():
-    """d/dx and d/dw of <dL/dw, v>: without kept columns x's would be built four times (conv(x, w),
-    GW(x, g), and at second order GW's backward conv(x, d) and GW(x, g'))."""
+@pytest.mark.parametrize("first, second, builds", [
+    # d/dx and d/dw of <dL/dw, v>: x's columns serve conv(x, w), GW(x, g), and at second order GW's
+    # backward conv(x, d) and GW(x, g') (four builds without kept columns)
+    ("w", ["x", "w"], 1),
+    # d/dw of <dL/dx, v>: GI's backward meets its d in conv(d, w) and GW(d, g), one build of d's for
+    # both, beside x's for the forward and both GW(x, .) (five builds without kept columns)
+    ("x", ["w"], 2),
+])
+def test_second_order_through_a_conv_builds_each_inputs_columns_once(first, second, builds):
     rng = np.random.default_rng(0)
-    x = tm.tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True)
-    w = tm.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    v = tm.tensor(rng.standard_normal((4, 3, 3, 3)))
+    tensors = {"x": tm.tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True),
+               "w": tm.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)}
+    v = tm.tensor(rng.standard_normal(tensors[first].shape))
     with counting_column_builds() as build:
-        (gw,) = tm.grad(tm.sum(conv2d(x, w, 1, 1) ** 2), [w], create_graph=True)
-        tm.grad(tm.sum(gw * v), [x, w])
-    assert build.call_count == 1
-
-
-def test_input_gradient_at_second_order_builds_the_gradients_columns_once():
-    """GI's backward meets d in conv(d, w) and GW(d, g): one build of d's columns for both, and one
-    of x's for the forward and both GW(x, .) (without kept columns: five builds)."""
-    rng = np.random.default_rng(1)
-    x = tm.tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True)
-    w = tm.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    v = tm.tensor(rng.standard_normal((2, 3, 5, 5)))
-    with counting_column_builds() as build:
-        (gx,) = tm.grad(tm.sum(conv2d(x, w, 1, 1) ** 2), [x], create_graph=True)
-        tm.grad(tm.sum(gx * v), [w])
-    assert build.call_count == 2
+        (g,) = tm.grad(tm.sum(conv2d(tensors["x"], tensors["w"], 1, 1) ** 2), [tensors[first]], create_graph=True)
+        tm.grad(tm.sum(g * v), [tensors[name] for name in second])
+    assert build.call_count == builds
 
 
 def test_no_columns_are_kept_without_a_gradient_for_the_weight():

@@ -106,15 +106,7 @@ def test_gpu_conv2d_matches_reference(case):
                      R.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding))
     assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[2:], stride, padding),
                      R.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding))
-
-
-@needs_gpu
-@settings(deadline=None, max_examples=20)
-@given(conv_cases())
-def test_gpu_kept_columns_give_the_reference_forward_and_grad_weight(case):
-    x, w, grad_y, stride, padding = case
-    x_gpu, w_gpu, grad_y_gpu = (cupy.asarray(a) for a in (x, w, grad_y))
-    columns = G.conv2d_columns(x_gpu, w.shape[-2:], stride, padding)
+    columns = G.conv2d_columns(x_gpu, w.shape[-2:], stride, padding)   # kept, and given back
     assert_gpu_close(G.conv2d_forward(x_gpu, w_gpu, stride, padding, columns=columns),
                      R.conv2d_forward(x, w, stride, padding))
     assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[-2:], stride, padding, columns=columns),

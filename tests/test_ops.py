@@ -531,6 +531,8 @@ ERRORS = [
      "conv2d: input dtype float32 and weight dtype float64 differ"),
     (lambda: conv2d(_t(1, 1, 5, 5, dtype=np.int64), _t(1, 1, 3, 3, dtype=np.int64), 2, 1), ValueError,
      r"conv2d: input \(1, 1, 5, 5\), weight \(1, 1, 3, 3\), stride 2, padding 1: .*int64.*"),
+    (lambda: conv2d(_t(1, 1, 5, 5, dtype=np.float16), _t(1, 1, 3, 3, dtype=np.float16).requires_grad_(), 2, 1),
+     ValueError, r"conv2d: input \(1, 1, 5, 5\), weight \(1, 1, 3, 3\), stride 2, padding 1: .*float16.*"),
     (lambda: max_pool2d(_t(2, 3), 2), ValueError, r"max_pool2d: expected NCHW input with 4 axes \(or 5 with a task axis first\), got shape \(2, 3\)"),
     (lambda: max_pool2d(_t(1, 1, 4, 4), 0, 1), ValueError,
      r"max_pool2d: kernel_size \(0\) and stride \(1\) must be positive"),

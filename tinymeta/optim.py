@@ -142,7 +142,7 @@ class Optimizer:
             strangers = [name for name in grads if name not in self.params]
             if strangers:
                 raise ValueError(f"{type(self).__name__}.step: gradients for {strangers}, which name no parameter "
-                               f"of this optimizer (it holds {list(self.params)})")
+                                 f"of this optimizer (it holds {list(self.params)})")
             pairs = [(name, grads.get(name)) for name in self.params]
         else:
             grads = list(grads)

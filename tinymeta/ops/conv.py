@@ -38,13 +38,17 @@ from .shape import reshape
 
 
 class Conv2d(Function):
-    """y = conv(x, w);  dx = GI(g, w), dw = GW(x, g).  columns: x's, kept, or None."""
+    """y = conv(x, w);  dx = GI(g, w), dw = GW(x, g).  columns: x's, kept, or None; with
+    keep_columns the forward builds them (a backward will need GW(x, g))."""
 
-    def __init__(self, stride, padding, columns):
-        self.stride, self.padding, self.columns = stride, padding, columns
+    def __init__(self, stride, padding, columns, keep_columns):
+        self.stride, self.padding, self.columns, self.keep_columns = stride, padding, columns, keep_columns
 
     def forward(self, x, w):
-        return kernels_for(x).conv2d_forward(x, w, self.stride, self.padding, columns=self.columns)
+        kernels = kernels_for(x)
+        if self.columns is None and self.keep_columns:
+            self.columns = kernels.conv2d_columns(x, w.shape[-2:], self.stride, self.padding)
+        return kernels.conv2d_forward(x, w, self.stride, self.padding, columns=self.columns)
 
     def input_error(self, inputs, err):
         return ValueError(f"conv2d: input {inputs[0].shape}, weight {inputs[1].shape}, "
@@ -147,13 +151,13 @@ def conv2d(x, w, stride=1, padding=0):
 
 def _conv2d(x, w, stride, padding, columns):
     """conv(x, w) with x's kept columns, or None; when the node will be recorded with a gradient
-    to flow to w, its backward's GW(x, g) needs them, so they are built here and kept."""
-    if columns is None and w.requires_grad and is_grad_enabled():
-        columns = _columns(x, w.shape[-2:], stride, padding)
-    return Conv2d.apply(x, w, stride=stride, padding=padding, columns=columns)
+    to flow to w, its backward's GW(x, g) needs them, so its forward builds them and it keeps them."""
+    return Conv2d.apply(x, w, stride=stride, padding=padding, columns=columns,
+                        keep_columns=w.requires_grad and is_grad_enabled())
 
 
 def _columns(x, kernel_hw, stride, padding):
+    """x's columns (only for tensors a forward has already checked: gradients of a conv)."""
     return kernels_for(x.data).conv2d_columns(x.data, kernel_hw, stride, padding)
 
 
