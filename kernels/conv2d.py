@@ -9,9 +9,11 @@ chunk of images at a time, so that the column matrix stays a few MB (in cache):
 
     forward       y     = W @ cols(x)            W = w reshaped to (O, C*kh*kw)
     grad_input    dcols = W.T @ gy               gx = col2im(dcols)
-    grad_weight   gw    = sum over chunks of gy @ cols(x).T
+    grad_weight   gw.T  = sum over chunks of cols(x) @ gy.T
 
-Numba builds the column matrices; numpy's BLAS does the products.
+Numba builds the column matrices; numpy's BLAS does the products. grad_weight
+takes its product transposed: OpenBLAS ran (C*kh*kw, n) @ (n, O) at 88-92
+GFLOP/s on one core against 68-72 for (O, n) @ (n, C*kh*kw), at these sizes.
 
 Kept columns.  Differentiating through a convolution takes cols(x) again and
 again: the forward, its backward's grad_weight, and, at second order, the
@@ -319,9 +321,9 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     g = _geometry("conv2d_grad_weight", x.shape[1:], w_shape, stride, padding)
     _check_grad_y("conv2d_grad_weight", grad_y[0], g)
     _check_columns("conv2d_grad_weight", columns, x, g)
-    gw = np.zeros((len(x), g.o, g.c * g.kh * g.kw), x.dtype)
+    gw_t = np.zeros((len(x), g.c * g.kh * g.kw, g.o), x.dtype)
     for t in range(len(x)):
         for n0, nb, cols in _task_columns(x, t, g, columns):
-            gw[t] += _to_grid(grad_y[t], n0, nb, g.wq) @ cols.T
-    gw = gw.reshape((len(x),) + w_shape)
+            gw_t[t] += cols @ _to_grid(grad_y[t], n0, nb, g.wq).T
+    gw = np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape((len(x),) + w_shape)
     return gw if has_task_axis else gw[0]
