@@ -44,7 +44,8 @@ LEARNERS = {
                                                  inner_optimizer=InnerAdam()),
     "pretrain": lambda model: Pretrain(model),
     "metasgd": lambda model: MetaSGD(model, 0.05, inner_steps=2),
-    "imaml": lambda model: IMAML(model, inner_lr=0.05, inner_steps=3, lam=2.0, cg_steps=4),
+    # 25 steps for 25 parameters, and lam large enough that I + H / lam is positive definite: CG converges
+    "imaml": lambda model: IMAML(model, inner_lr=0.05, inner_steps=3, lam=10.0, cg_steps=25),
 }
 
 
