@@ -2,8 +2,9 @@
 
 The setting of bench_meta.py (5-way 1-shot, 15 query, meta-batch 32, one inner step,
 second order, float32; the stride-2 net unless --downsample maxpool), one
-meta-iteration after a warm-up, under cProfile; the table lists the functions with the most time of their own (time in
-BLAS and numpy counts to the Python function that called them).
+meta-iteration after a warm-up, under cProfile; the table lists the functions with
+the most time of their own (time in BLAS and numpy counts to the Python function
+that called them). The unprofiled time is the median of 3 calls.
 
     python benchmarks/profile_meta.py --label after                 # vectorised over tasks
     python benchmarks/profile_meta.py --label before --per-task-loop
@@ -45,7 +46,7 @@ def main():
     maml = MAML(model, OMNIGLOT_LR, 1, loss_fn=cross_entropy, vectorize=not args.per_task_loop)
     maml.meta_gradients(tasks)  # warm-up: numba compiles, caches fill
     walls = []
-    for _ in range(3):  # the heap may still grow in the first calls: their median
+    for _ in range(3):  # the heap may still be growing in the first calls
         start = time.perf_counter()
         maml.meta_gradients(tasks)
         walls.append(time.perf_counter() - start)
