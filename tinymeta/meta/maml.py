@@ -18,6 +18,7 @@ from ..nn.functional import mse_loss
 from ..ops import mean, stack
 from .adapt import adapt, per_task_copies, summed_over_tasks
 from .learner import MetaLearner, check_meta_batch, check_positive
+from .task_groups import check_tasks_per_pass, in_groups
 
 
 class MAML(MetaLearner):
@@ -28,17 +29,21 @@ class MAML(MetaLearner):
     layer of tinymeta.nn accepts such parameters (see nn.functional), the tasks
     must have equal sizes, and the meta-gradient is exactly the per-task loop's,
     with far fewer (larger) operations. The loop (vectorize=False) is the
-    readable reference.
+    readable reference. `meta_gradients` takes the stacked pass over groups of
+    at most tasks_per_pass tasks (default: by the inputs' size, task_groups.py).
     """
 
-    def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss_fn=mse_loss, vectorize=False):
+    def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss_fn=mse_loss, vectorize=False,
+                 tasks_per_pass=None):
         if inner_steps < 1:
             raise ValueError(f"MAML: inner_steps must be at least 1 (got {inner_steps}); with no inner "
                              "step MAML is plain pre-training, see Pretrain")
         if not isinstance(inner_lr, dict):  # Meta-SGD's learned rates are a dict, checked there
             check_positive("MAML", inner_lr=inner_lr)
+        check_tasks_per_pass(type(self).__name__, tasks_per_pass, vectorize)
         self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
         self.first_order, self.loss_fn, self.vectorize = first_order, loss_fn, vectorize
+        self.tasks_per_pass = tasks_per_pass
 
     def adapt(self, params, support, loss_fn=None):
         """theta = phi after the inner loop; recorded for MAML, constant-gradient for first-order MAML."""
@@ -67,6 +72,12 @@ class MAML(MetaLearner):
 
     def meta_gradients(self, tasks):
         """(meta-loss value, {name: dL/dphi}) for a meta-batch of tasks (and dL/dalpha for Meta-SGD's rates)."""
+        check_meta_batch(self, tasks)
+        if not self.vectorize:
+            return self._meta_gradients(tasks)
+        return in_groups(self._meta_gradients, tasks, self.tasks_per_pass, self.model.device)
+
+    def _meta_gradients(self, tasks):
         trained = self.parameters_dict()
         loss = self.meta_loss(tasks)
         grads = grad(loss, list(trained.values()))

@@ -47,6 +47,7 @@ from ..nn.functional import mse_loss
 from ..optim import SGD, AdamMoments, sgd_step
 from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
 from .learner import MetaLearner, check_meta_batch, check_positive
+from .task_groups import check_tasks_per_pass, in_groups
 
 MOMENTS_PREFIX = "inner_adam."
 
@@ -57,20 +58,22 @@ class Reptile(MetaLearner):
     Each inner step uses `inner_batch` support examples (all of them when
     inner_batch >= the support size), visiting the support set in a random
     order drawn from `rng`, the same for every task of a meta-iteration.
-    vectorize=True adapts the whole meta-batch at once (as in MAML; same
-    result, for models whose layers take a task axis).
+    vectorize=True adapts the meta-batch in stacked passes (as in MAML; same
+    result, for models whose layers take a task axis), of at most tasks_per_pass
+    tasks each (default: by the inputs' size, task_groups.py).
     inner_optimizer: None for SGD steps of inner_lr, or an optim.InnerAdam.
     """
 
     def __init__(self, model, inner_lr, inner_steps, inner_batch, outer_lr, loss_fn=mse_loss, rng=None,
-                 vectorize=False, inner_optimizer=None):
+                 vectorize=False, inner_optimizer=None, tasks_per_pass=None):
         if inner_steps < 1 or inner_batch < 1:
             raise ValueError(f"Reptile: inner_steps ({inner_steps}) and inner_batch ({inner_batch}) must be positive")
         check_positive("Reptile", inner_lr=inner_lr, outer_lr=outer_lr)
+        check_tasks_per_pass("Reptile", tasks_per_pass, vectorize)
         self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
         self.inner_batch, self.outer_lr, self.loss_fn = inner_batch, outer_lr, loss_fn
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.vectorize = vectorize
+        self.vectorize, self.tasks_per_pass = vectorize, tasks_per_pass
         self.inner_optimizer = inner_optimizer
         self.moments = None if inner_optimizer is None else inner_optimizer.zero_moments(model.parameters_dict())
 
@@ -111,23 +114,27 @@ class Reptile(MetaLearner):
         """(mean query loss after adaptation, {name: phi - mean_n theta_n}), and with an inner
         Adam the meta-batch means of its final moments (see the module docstring)."""
         check_meta_batch(self, tasks)
-        phi = self.model.parameters_dict()
         if self.vectorize:
-            batch = stack_tasks(tasks)
-            n_tasks = len(tasks)
-            theta, moments = self._adapt(per_task_copies(phi, n_tasks), batch.support,
-                                         summed_over_tasks(self.loss_fn, n_tasks))
-            with no_grad():
-                loss = self.loss_fn(self.model(batch.query.inputs, params=theta), batch.query.targets).item()
-            mean_theta = {name: theta[name].data.mean(axis=0) for name in phi}
-            means = {} if moments is None else _task_means(moments)
-        else:
-            adapted = [self._adapt(phi, task.support) for task in tasks]
-            with no_grad():
-                loss = float(np.mean([self.loss_fn(self.model(t.query.inputs, params=theta), t.query.targets).item()
-                                      for t, (theta, _) in zip(tasks, adapted)]))
-            mean_theta = {name: sum(theta[name].data for theta, _ in adapted) / len(adapted) for name in phi}
-            means = {} if self.moments is None else _mean_of_moments([moments for _, moments in adapted])
+            return in_groups(self._stacked_meta_gradients, tasks, self.tasks_per_pass, self.model.device)
+        phi = self.model.parameters_dict()
+        adapted = [self._adapt(phi, task.support) for task in tasks]
+        with no_grad():
+            loss = float(np.mean([self.loss_fn(self.model(t.query.inputs, params=theta), t.query.targets).item()
+                                  for t, (theta, _) in zip(tasks, adapted)]))
+        mean_theta = {name: sum(theta[name].data for theta, _ in adapted) / len(adapted) for name in phi}
+        means = {} if self.moments is None else _mean_of_moments([moments for _, moments in adapted])
+        return loss, {**{name: phi[name].data - mean_theta[name] for name in phi}, **means}
+
+    def _stacked_meta_gradients(self, tasks):
+        phi = self.model.parameters_dict()
+        batch = stack_tasks(tasks)
+        n_tasks = len(tasks)
+        theta, moments = self._adapt(per_task_copies(phi, n_tasks), batch.support,
+                                     summed_over_tasks(self.loss_fn, n_tasks))
+        with no_grad():
+            loss = self.loss_fn(self.model(batch.query.inputs, params=theta), batch.query.targets).item()
+        mean_theta = {name: theta[name].data.mean(axis=0) for name in phi}
+        means = {} if moments is None else _task_means(moments)
         return loss, {**{name: phi[name].data - mean_theta[name] for name in phi}, **means}
 
     def averaged(self):

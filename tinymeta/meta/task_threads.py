@@ -25,7 +25,8 @@ of the batch at hand, and keeps none, by default).
 """
 from concurrent.futures import ThreadPoolExecutor
 
-from .distributed import SingleProcess, _array, share_of
+from .distributed import SingleProcess, share_of
+from .task_groups import mean_of_shares
 
 
 class TaskThreads(SingleProcess):
@@ -54,11 +55,7 @@ class TaskThreads(SingleProcess):
         with self._blas.limit(limits=1, user_api="blas"):
             others = [self._pool.submit(learner.meta_gradients, share) for share in shares[1:]]
             results = [learner.meta_gradients(shares[0])] + [future.result() for future in others]
-        weights = [len(share) / len(tasks) for share in shares]
-        loss = sum(w * share_loss for w, (share_loss, _) in zip(weights, results))
-        grads = {name: sum(w * _array(share_grads[name]) for w, (_, share_grads) in zip(weights, results))
-                 for name in results[0][1]}
-        return loss, grads
+        return mean_of_shares(results, [len(share) for share in shares])
 
     def close(self):
         """Stop the worker threads (they also stop when the process exits)."""
