@@ -6,7 +6,7 @@ import pytest
 
 from tinymeta import nn
 from tinymeta.data import Examples, Task
-from tinymeta.meta import MAML, MetaSGD, Reptile
+from tinymeta.meta import IMAML, MAML, MetaSGD, Reptile
 from tinymeta.meta.task_groups import PASS_INPUT_BYTES, default_tasks_per_pass, in_groups
 from tinymeta.nn.functional import cross_entropy
 from tinymeta.optim import InnerAdam
@@ -32,6 +32,10 @@ LEARNERS = {
                                                          loss_fn=cross_entropy, rng=np.random.default_rng(7),
                                                          vectorize=True, inner_optimizer=InnerAdam(),
                                                          tasks_per_pass=g),
+    # a row of conjugate gradient per task, each stopping on its own residual, so the same in any group;
+    # lam large enough that every task's I + H / lam is positive definite and CG converges
+    "imaml": lambda model, g: IMAML(model, 0.1, 2, lam=100.0, cg_steps=30, cg_tol=1e-6, loss_fn=cross_entropy,
+                                    vectorize=True, tasks_per_pass=g),
 }
 
 
@@ -91,6 +95,7 @@ def test_a_task_larger_than_the_bound_is_a_pass_of_its_own_and_small_tasks_stay_
 @pytest.mark.parametrize("make", [
     lambda **kw: MAML(nn.Linear(1, 1, np.random.default_rng(0)), 0.1, **kw),
     lambda **kw: Reptile(nn.Linear(1, 1, np.random.default_rng(0)), 0.1, 1, 1, 0.1, **kw),
+    lambda **kw: IMAML(nn.Linear(1, 1, np.random.default_rng(0)), 0.1, 1, lam=1.0, **kw),
 ])
 def test_tasks_per_pass_is_checked_when_the_learner_is_made(make):
     with pytest.raises(ValueError, match="tasks_per_pass=2 needs vectorize=True"):

@@ -43,7 +43,8 @@ from ..nn.functional import mse_loss
 from ..solve import conjugate_gradient
 from ..tensor import Tensor
 from .adapt import adapt, fresh_leaves, per_task_copies, summed_over_tasks
-from .learner import MetaLearner, check_positive
+from .learner import MetaLearner, check_meta_batch, check_positive
+from .task_groups import check_tasks_per_pass, in_groups
 
 
 def proximal_adapt(model, phi, theta, support, loss_fn, steps, lr, lam, create_graph):
@@ -72,12 +73,13 @@ class IMAML(MetaLearner):
     conjugate gradient stops at a residual of cg_tol * ||g|| or after cg_steps
     Hessian-vector products (and then warns), each task's system on its own.
     `last_solves` keeps the solver's reports of the latest meta-step, one per task
-    (one for the whole stacked meta-batch, its rows the tasks, when vectorize=True);
-    under TaskThreads each share's call replaces it, so it holds one share's reports.
+    (one for each stacked pass, its rows the tasks, when vectorize=True; a pass holds at
+    most tasks_per_pass tasks, by default as task_groups.py decides); under TaskThreads
+    each share's call replaces it, so it holds one share's reports.
     """
 
     def __init__(self, model, inner_lr, inner_steps, lam, cg_steps=10, cg_tol=1e-3, damping=0.0, loss_fn=mse_loss,
-                 vectorize=False):
+                 vectorize=False, tasks_per_pass=None):
         if inner_steps < 1 or cg_steps < 1:
             raise ValueError(f"IMAML: inner_steps ({inner_steps}) and cg_steps ({cg_steps}) must be at least 1")
         check_positive("IMAML", inner_lr=inner_lr)
@@ -85,9 +87,11 @@ class IMAML(MetaLearner):
             raise ValueError(f"IMAML: the proximal strength lam must be positive, got {lam}")
         if damping < 0:
             raise ValueError(f"IMAML: the damping must be zero or positive, got {damping}")
+        check_tasks_per_pass("IMAML", tasks_per_pass, vectorize)
         self.model, self.inner_lr, self.inner_steps, self.lam = model, inner_lr, inner_steps, lam
         self.damping = damping
         self.cg_steps, self.cg_tol, self.loss_fn, self.vectorize = cg_steps, cg_tol, loss_fn, vectorize
+        self.tasks_per_pass = tasks_per_pass
         self.last_solves = []
 
     def adapt(self, params, support, loss_fn=None):
@@ -97,22 +101,27 @@ class IMAML(MetaLearner):
 
     def meta_gradients(self, tasks):
         """(mean query loss at theta*, {name: mean over tasks of (I + (H + mu I)/lam)^{-1} grad l^query(theta*)})."""
-        phi = self.model.parameters_dict()
+        check_meta_batch(self, tasks)
         self.last_solves = []
         if self.vectorize:
-            # stacked: the support loss is the sum over tasks, so H is block-diagonal (one block per task) and
-            # one solve, a row per task, covers all; the query loss is the mean, so each task's g (and x)
-            # carries its 1/N
-            n_tasks = len(tasks)
-            loss, x = self._implicit_gradient(per_task_copies(phi, n_tasks), stack_tasks(tasks),
-                                              summed_over_tasks(self.loss_fn, n_tasks), n_tasks)
-            return loss, {name: x[name].sum(axis=0) for name in phi}
+            return in_groups(self._stacked_meta_gradients, tasks, self.tasks_per_pass, self.model.device)
+        phi = self.model.parameters_dict()
         losses, total = [], {name: 0.0 for name in phi}
         for task in tasks:
             loss, x = self._implicit_gradient(phi, task, self.loss_fn, n_tasks=None)
             losses.append(loss)
             total = {name: total[name] + x[name] for name in phi}
         return sum(losses) / len(tasks), {name: total[name] / len(tasks) for name in phi}
+
+    def _stacked_meta_gradients(self, tasks):
+        # the support loss is the sum over the stacked tasks, so H is block-diagonal (one block per task) and
+        # one solve, a row per task, covers all; the query loss is the mean, so each task's g (and x) carries
+        # its 1/N
+        phi = self.model.parameters_dict()
+        n_tasks = len(tasks)
+        loss, x = self._implicit_gradient(per_task_copies(phi, n_tasks), stack_tasks(tasks),
+                                          summed_over_tasks(self.loss_fn, n_tasks), n_tasks)
+        return loss, {name: x[name].sum(axis=0) for name in phi}
 
     def _implicit_gradient(self, phi, task, support_loss_fn, n_tasks):
         """(query loss at theta*, x) with (I + (H + mu I)/lam) x = grad l^query(theta*), x as arrays by name.
