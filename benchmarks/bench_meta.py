@@ -9,8 +9,9 @@ installed) as jit of vmap over the tasks, the fastest form it offers.
 
 Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
 step (lr 0.4), the 4-block conv net with batch norm (stride-2 convolutions, and
-the max-pool variant), float32; tinymeta as the per-task loop, vectorised, and
-each of the two also with the meta-batch shared among one thread per core
+the max-pool variant), float32; tinymeta as the per-task loop, vectorised (in
+the library's default groups, 8 tasks a pass here: tinymeta/meta/task_groups.py),
+and each of the two also with the meta-batch shared among one thread per core
 (TaskThreads), PyTorch as the per-task loop.
 
     python benchmarks/bench_meta.py                          # both, on the CPU
