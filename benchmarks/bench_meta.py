@@ -26,7 +26,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import comparison_table, interleaved_medians, machine_line, write_section  # noqa: E402
+from common import (comparison_table, interleaved_medians, machine_line, torch_omniglot_logits,  # noqa: E402
+                    write_section)
 
 import numba  # noqa: E402
 
@@ -157,24 +158,17 @@ def torch_omniglot_iteration(torch, params, tasks, first_order, device, downsamp
     data = [[torch.tensor(a, device=device) for a in (t.support.inputs, t.support.targets, t.query.inputs,
                                                       t.query.targets)]
             for t in tasks]
-    stride = 2 if downsample == "stride" else 1
 
-    def forward(p, x):
-        for block in range(4):
-            w, b, gamma, beta = p[4 * block: 4 * block + 4]
-            x = functional.conv2d(x, w, b, stride=stride, padding=1)
-            x = functional.relu(functional.batch_norm(x, None, None, gamma, beta, training=True))
-            if downsample == "maxpool":
-                x = functional.max_pool2d(x, 2)
-        return x.flatten(1) @ p[16] + p[17]
+    def logits(p, x):
+        return torch_omniglot_logits(torch, p, x, downsample)
 
     def meta_iteration():
         total = 0.0
         for xs, ys, xq, yq in data:
-            inner = functional.cross_entropy(forward(params, xs), ys)
+            inner = functional.cross_entropy(logits(params, xs), ys)
             grads = torch.autograd.grad(inner, params, create_graph=not first_order)
             theta = [p - OMNIGLOT_LR * g for p, g in zip(params, grads)]
-            total = total + functional.cross_entropy(forward(theta, xq), yq)
+            total = total + functional.cross_entropy(logits(theta, xq), yq)
         return torch.autograd.grad(total / len(data), params)
 
     return meta_iteration

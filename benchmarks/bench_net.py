@@ -2,8 +2,8 @@
 
 One batch of 80 images (5-way x 16), 1x28x28, float32: four [3x3 conv 64, batch
 norm, ReLU] blocks that halve the image (stride-2 convs, as the MAML paper's
-Omniglot code; and 2x2 max-pooling, as many reproductions), a linear layer, cross
-entropy; the gradient of the loss with respect to every parameter. Both sides
+Omniglot code; and 2x2 max-pooling, here before the ReLU, the same function as
+the reproductions' pooling after it), a linear layer, cross entropy; the gradient of the loss with respect to every parameter. Both sides
 compute the same gradients from the same weights (checked before timing).
 
     python benchmarks/bench_net.py
@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import comparison_table, machine_line, median_seconds, write_section  # noqa: E402
+from common import comparison_table, machine_line, median_seconds, torch_omniglot_logits, write_section  # noqa: E402
 
 import tinymeta as tm  # noqa: E402
 from tinymeta.nn import omniglot_cnn  # noqa: E402
@@ -34,19 +34,8 @@ def torch_step(torch, model, downsample, x, y):
     functional = torch.nn.functional
     params = [torch.tensor(p.data, requires_grad=True) for p in model.parameters()]
     x, y = torch.tensor(x), torch.tensor(y)
-    stride = 2 if downsample == "stride" else 1
-
-    def forward():
-        h = x
-        for block in range(4):
-            w, b, gamma, beta = params[4 * block: 4 * block + 4]
-            h = functional.conv2d(h, w, b, stride=stride, padding=1)
-            h = functional.relu(functional.batch_norm(h, None, None, gamma, beta, training=True))
-            if downsample == "maxpool":
-                h = functional.max_pool2d(h, 2)
-        return functional.cross_entropy(h.flatten(1) @ params[16] + params[17], y)
-
-    return lambda: torch.autograd.grad(forward(), params)
+    return lambda: torch.autograd.grad(functional.cross_entropy(torch_omniglot_logits(torch, params, x, downsample), y),
+                                       params)
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: a median timer and the RESULTS.md writer.
+"""Shared by the benchmark scripts: a median timer, the RESULTS.md writer, and the Omniglot net in PyTorch.
 
 Each benchmark owns one section of benchmarks/RESULTS.md, delimited by HTML
 comments, and rewrites only that section, so the scripts can be rerun in any
@@ -120,3 +120,18 @@ def comparison_table(medians, unit, scale, baselines):
             ratios.append(f"{seconds / base:.2f}x" if base else "n/a")
         rows.append((workload, impl, f"{seconds * scale:.3g}", *ratios))
     return markdown_table(("workload", "implementation", unit, *(header for header, _ in baselines)), rows)
+
+
+def torch_omniglot_logits(torch, params, x, downsample):
+    """tinymeta.nn.omniglot_cnn's forward pass in PyTorch, params in its parameter order: four
+    blocks of 3x3 conv, batch norm with the batch's statistics, (2x2 max-pooling,) ReLU, then linear.
+    The pooling comes before the ReLU, as in omniglot_cnn: the same function as the other order."""
+    functional = torch.nn.functional
+    for block in range(4):
+        w, b, gamma, beta = params[4 * block: 4 * block + 4]
+        x = functional.conv2d(x, w, b, stride=2 if downsample == "stride" else 1, padding=1)
+        x = functional.batch_norm(x, None, None, gamma, beta, training=True)
+        if downsample == "maxpool":
+            x = functional.max_pool2d(x, 2)
+        x = functional.relu(x)
+    return x.flatten(1) @ params[16] + params[17]

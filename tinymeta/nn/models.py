@@ -17,9 +17,13 @@ def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28
 
     downsample="stride" halves with stride-2 convolutions (the MAML paper's Omniglot
     code); "maxpool" uses stride-1 convolutions followed by 2x2 max-pooling (its
-    MiniImagenet code, and many Omniglot reproductions). Batch norm uses the
-    statistics of the batch at hand, as MAML does; track_running_stats and
-    bn_momentum are passed to every BatchNorm2d.
+    MiniImagenet code, and many Omniglot reproductions). There the pooling comes
+    before the ReLU: ReLU is monotone, so max(relu(x)) = relu(max(x)) exactly, with
+    the same gradients to every order unless a window's maximum is exactly 0 (a
+    kink, where the orders take different subgradients), and the ReLU then runs on a
+    quarter of the pixels. Batch norm uses the statistics of the
+    batch at hand, as MAML does; track_running_stats and bn_momentum are passed to
+    every BatchNorm2d.
     """
     if downsample not in ("stride", "maxpool"):
         raise ValueError(f"omniglot_cnn: downsample must be 'stride' or 'maxpool', got {downsample!r}")
@@ -31,12 +35,13 @@ def omniglot_cnn(n_classes, rng, channels=64, downsample="stride", image_size=28
         else:
             layers += [Conv2d(c_in, channels, 3, rng, padding=1, dtype=dtype)]
         layers += [BatchNorm2d(channels, momentum=bn_momentum, track_running_stats=track_running_stats,
-                               dtype=dtype), ReLU()]
+                               dtype=dtype)]
         if downsample == "maxpool":
             if size < 2:
                 raise ValueError(f"omniglot_cnn: a {image_size}x{image_size} image is too small for four 2x2 poolings")
             layers += [MaxPool2d(2)]
             size //= 2
+        layers += [ReLU()]
         c_in = channels
     layers += [Flatten(start_dim=-3), Linear(channels * size * size, n_classes, rng, dtype=dtype)]
     return Sequential(*layers)
