@@ -3,8 +3,9 @@
 One batch of 80 images (5-way x 16), 1x28x28, float32: four [3x3 conv 64, batch
 norm, ReLU] blocks that halve the image (stride-2 convs, as the MAML paper's
 Omniglot code; and 2x2 max-pooling, here before the ReLU, the same function as
-the reproductions' pooling after it), a linear layer, cross entropy; the gradient of the loss with respect to every parameter. Both sides
-compute the same gradients from the same weights (checked before timing).
+the reproductions' pooling after it), a linear layer, cross entropy; the
+gradient of the loss with respect to every parameter. Both sides compute the
+same gradients from the same weights (checked before timing).
 
     python benchmarks/bench_net.py
 """
