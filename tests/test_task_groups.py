@@ -84,6 +84,22 @@ def test_the_default_group_keeps_a_pass_within_the_input_bound():
     assert default_tasks_per_pass([task] * 32, "cuda") == 32
 
 
+def test_without_a_size_the_groups_are_the_default_for_the_device():
+    rng = np.random.default_rng(0)
+    task = Task(Examples(rng.random((5, 1, 28, 28), dtype=np.float32), np.arange(5)),
+                Examples(rng.random((75, 1, 28, 28), dtype=np.float32), np.repeat(np.arange(5), 15)))
+    sizes = []
+
+    def record(group):
+        sizes.append(len(group))
+        return 0.0, {}
+    in_groups(record, [task] * 20, None, "cpu")
+    assert sizes == [8, 8, 4]
+    sizes.clear()
+    in_groups(record, [task] * 20, None, "cuda")
+    assert sizes == [20]
+
+
 def test_a_task_larger_than_the_bound_is_a_pass_of_its_own_and_small_tasks_stay_one_pass():
     huge = Task(Examples(np.zeros((PASS_INPUT_BYTES // 8 + 1, 1)), np.zeros(PASS_INPUT_BYTES // 8 + 1)),
                 Examples(np.zeros((1, 1)), np.zeros(1)))
@@ -98,7 +114,8 @@ def test_a_task_larger_than_the_bound_is_a_pass_of_its_own_and_small_tasks_stay_
     lambda **kw: IMAML(nn.Linear(1, 1, np.random.default_rng(0)), 0.1, 1, lam=1.0, **kw),
 ])
 def test_tasks_per_pass_is_checked_when_the_learner_is_made(make):
-    with pytest.raises(ValueError, match="tasks_per_pass=2 needs vectorize=True"):
+    with pytest.raises(ValueError, match="tasks_per_pass=2 needs vectorize=True; the per-task loop takes one task "
+                                         "at a time"):
         make(tasks_per_pass=2)
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="tasks_per_pass must be a positive integer or None"):
