@@ -252,13 +252,17 @@ def _to_nchw(yg, n0, wq, y):
 @njit(cache=True, nogil=True)
 def _to_grid(gy, n0, nb, wq):
     """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
-    zeros in the garbage columns."""
+    zeros in the garbage columns (written alone: zeroing the whole grid first was one
+    more pass over it)."""
     _, o_out, ho, wo = gy.shape
-    grid = np.zeros((o_out, nb * ho * wq), gy.dtype)
+    grid = np.empty((o_out, nb * ho * wq), gy.dtype)
     for m in range(nb):
         for o in range(o_out):
             for a in range(ho):
-                _copy(gy[n0 + m, o, a], grid[o, (m * ho + a) * wq:])
+                start = (m * ho + a) * wq
+                _copy(gy[n0 + m, o, a], grid[o, start:start + wo])
+                for b in range(start + wo, start + wq):
+                    grid[o, b] = 0
     return grid
 
 
