@@ -1,7 +1,8 @@
 """Where one Omniglot MAML meta-iteration spends its time: a profile by function.
 
 The setting of bench_meta.py (5-way 1-shot, 15 query, meta-batch 32, one inner step,
-second order, float32; the stride-2 net unless --downsample maxpool), one
+second order, float32; the stride-2 net unless --downsample maxpool; vectorised in
+the library's default groups of tasks unless --per-task-loop), one
 meta-iteration after a warm-up, under cProfile; the table lists the functions with
 the most time of their own (time in BLAS and numpy counts to the Python function
 that called them). The unprofiled time is the median of 3 calls.
