@@ -117,6 +117,6 @@ def test_tasks_per_pass_is_checked_when_the_learner_is_made(make):
     with pytest.raises(ValueError, match="tasks_per_pass=2 needs vectorize=True; the per-task loop takes one task "
                                          "at a time"):
         make(tasks_per_pass=2)
-    for bad in (0, -1, 2.5, True):
+    for bad in (0, -1, 2.5, float("nan"), "4", True):
         with pytest.raises(ValueError, match="tasks_per_pass must be a positive integer or None"):
             make(vectorize=True, tasks_per_pass=bad)

@@ -23,6 +23,8 @@ images of 28x28 float32 a task), while the examples' meta-batches (one query
 drawing per class) and sine's stay one pass. On a GPU, whose memory is large
 and whose speed comes from large passes, the whole meta-batch is one pass.
 """
+import numbers
+
 from .distributed import _array
 
 PASS_INPUT_BYTES = 2 * 2**20
@@ -35,7 +37,7 @@ def check_tasks_per_pass(owner, tasks_per_pass, vectorize):
     if not vectorize:
         raise ValueError(f"{owner}: tasks_per_pass={tasks_per_pass!r} needs vectorize=True; the per-task loop "
                          "takes one task at a time")
-    if isinstance(tasks_per_pass, bool) or int(tasks_per_pass) != tasks_per_pass or tasks_per_pass < 1:
+    if isinstance(tasks_per_pass, bool) or not isinstance(tasks_per_pass, numbers.Integral) or tasks_per_pass < 1:
         raise ValueError(f"{owner}: tasks_per_pass must be a positive integer or None, got {tasks_per_pass!r}")
 
 
