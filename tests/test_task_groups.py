@@ -54,6 +54,7 @@ def test_groups_of_tasks_give_the_one_pass_meta_gradient(name, downsample, tasks
     one_loss, one_pass = LEARNERS[name](model, META_BATCH).meta_gradients(tasks)
     loss, grouped = LEARNERS[name](model, tasks_per_pass).meta_gradients(tasks)
     assert list(grouped) == list(one_pass)
+    assert [type(g) for g in grouped.values()] == [type(g) for g in one_pass.values()]
     assert loss == pytest.approx(one_loss, rel=1e-12)
     for key in one_pass:
         np.testing.assert_allclose(as_array(grouped[key]), as_array(one_pass[key]), rtol=1e-10, atol=1e-14)

@@ -25,6 +25,7 @@ and whose speed comes from large passes, the whole meta-batch is one pass.
 """
 import numbers
 
+from ..tensor import Tensor
 from .distributed import _array
 
 PASS_INPUT_BYTES = 2 * 2**20
@@ -62,9 +63,12 @@ def in_groups(meta_gradients, tasks, tasks_per_pass, device):
 
 def mean_of_shares(results, sizes):
     """(loss, {name: gradient}) of a meta-batch from its shares' results, shares of `sizes` tasks:
-    each is the mean over its tasks, so the whole is sum_j |S_j| g_j / N."""
+    each is the mean over its tasks, so the whole is sum_j |S_j| g_j / N. A gradient comes back
+    as the shares gave it, a Tensor (MAML's) or an array (Reptile's, iMAML's)."""
     weights = [size / sum(sizes) for size in sizes]
     loss = sum(w * share_loss for w, (share_loss, _) in zip(weights, results))
-    grads = {name: sum(w * _array(share_grads[name]) for w, (_, share_grads) in zip(weights, results))
-             for name in results[0][1]}
+    grads = {}
+    for name, first in results[0][1].items():
+        total = sum(w * _array(share_grads[name]) for w, (_, share_grads) in zip(weights, results))
+        grads[name] = Tensor(total) if isinstance(first, Tensor) else total
     return loss, grads
