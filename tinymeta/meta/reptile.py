@@ -123,7 +123,7 @@ class Reptile(MetaLearner):
                                   for t, (theta, _) in zip(tasks, adapted)]))
         mean_theta = {name: sum(theta[name].data for theta, _ in adapted) / len(adapted) for name in phi}
         means = {} if self.moments is None else _mean_of_moments([moments for _, moments in adapted])
-        return loss, {**{name: phi[name].data - mean_theta[name] for name in phi}, **means}
+        return loss, _reptile_gradient(phi, mean_theta, means)
 
     def _stacked_meta_gradients(self, tasks):
         phi = self.model.parameters_dict()
@@ -135,7 +135,7 @@ class Reptile(MetaLearner):
             loss = self.loss_fn(self.model(batch.query.inputs, params=theta), batch.query.targets).item()
         mean_theta = {name: theta[name].data.mean(axis=0) for name in phi}
         means = {} if moments is None else _task_means(moments)
-        return loss, {**{name: phi[name].data - mean_theta[name] for name in phi}, **means}
+        return loss, _reptile_gradient(phi, mean_theta, means)
 
     def averaged(self):
         """The parameters, and the carried inner moments (their meta-batch means travel with the gradient)."""
@@ -177,6 +177,11 @@ class Reptile(MetaLearner):
     def generators(self):
         """The Generator of the inner minibatch order (a checkpoint saves its state)."""
         return {"reptile.minibatches": self.rng}
+
+
+def _reptile_gradient(phi, mean_theta, moment_means):
+    """{name: phi - mean_n theta_n}, and the inner moments' meta-batch means beside it."""
+    return {**{name: phi[name].data - mean_theta[name] for name in phi}, **moment_means}
 
 
 def _has_task_axis(params, phi):

@@ -3,10 +3,12 @@
 A vectorised learner stacks its tasks into one pass per layer, and that pass's
 activations, and what its graph keeps for the backward pass, grow with the
 number of tasks. Past the caches, and past the memory, a larger pass gets
-slower. On one core of this project's machine the max-pool Omniglot CNN stacked
-over a meta-batch of 32 tasks (2,560 images, 514 MB for each activation of the
-first layer, 9.6 GB at peak) took 2.6x as long as the per-task loop, and in
-groups of 8 tasks 0.92x (benchmarks/RESULTS.md, section "task-groups").
+slower. On one Python thread of this project's 2-core machine the max-pool
+Omniglot CNN stacked over a meta-batch of 32 tasks (2,560 images, 514 MB for each
+activation of the first layer, GBs of kept column matrices) took 3.9x as long as
+the per-task loop, and in groups of 8 tasks 0.89x; on 2 task threads, 16 tasks
+each, 9.1 s in one pass against 2.3 s in groups of 8 (benchmarks/RESULTS.md,
+section "task-groups").
 
 The meta-loss and the meta-gradient are means over the tasks, so consecutive
 groups G_1..G_k of the N tasks, each taken as one pass, combine exactly as the
