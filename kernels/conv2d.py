@@ -22,16 +22,24 @@ forward of the grad_weight node's own backward (conv(x, d)), for the same x.
 grad_weight take them as `columns=`. They cost memory, about kh*kw/stride^2
 times x's, for as long as they are kept.
 
-Contiguous taps.  Kernel tap (i, j) meets xpad[a*s + i, b*s + j] at output
-(a, b), s the stride, xpad the zero-padded image.  Split xpad into s*s phase
-planes, phase (i % s, j % s) holding xpad[i % s :: s, j % s :: s] in a flat
-array of width wq = ceil((W + 2p) / s); tap (i, j) then meets that plane at
-(a + i // s, b + j // s).  Computing the output on a grid of width wq instead
-of wo, the tap's inputs over the whole grid are one contiguous run of the
-plane, so each column row is one vectorised copy.  The wq - wo extra grid
-columns are garbage: dropped when the grid becomes y, and given zeros when a
-gradient becomes a grid, so they add nothing to any result.  (With s = 1 there
-is one phase, the padded image, and wq = W + 2p.)
+Images innermost.  A chunk's column matrix has a row for each weight (c, i, j)
+and a column for each output pixel (a, b) of each image m, the images innermost:
+
+    cols[(c, i, j), (a, b, m)] = xpad[n0 + m, c, a*s + i, b*s + j]
+
+s the stride, xpad x zero-padded by p.  The chunk is first transposed into
+(C, H, W, images) order (`_images_last`), where the images' values at one
+pixel lie side by side; a row of the column matrix is then, for each output
+pixel, one copy of the nb values at one pixel (zeros where the tap meets the
+padding).  Columns ordered image by image, as most texts have them, take the
+same copies per image and channel instead, a few values long in the 7x7 and
+4x4 images of the later layers, where the copies then cost more than the
+products (3.5 times as much on the stride net's 4x4 layer).  The products give
+y, and take gy, in the same (O, ho, wo, images) order: one transposing copy
+per chunk (`_transpose`) to and from NCHW.  A first layer (C*kh*kw < O: one
+input channel, 64 output ones) keeps its images apart instead, since its
+column matrix is smaller than y: a column matrix per image, stacked, and a
+product per image (numpy's batched matmul) that writes that image of y.
 
 Threads.  The numba copies run serially and release the GIL, between BLAS
 products.  A prange version (numba's workqueue layer) copied a chunk 1.8x
@@ -46,14 +54,16 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-# Entries of a chunk's column matrix (C*kh*kw rows, one column per grid
-# position): large enough for efficient BLAS calls and few Python-level steps,
+# Entries of a chunk's column matrix (C*kh*kw rows, one column per output
+# pixel): large enough for efficient BLAS calls and few Python-level steps,
 # small enough to stay in cache (4 MB in float32).
 CHUNK_ENTRIES = 1 << 20
+# Side of the blocks `_transpose` moves: with its size fixed, LLVM unrolls a block into 64
+# straight moves (1.4-1.8x faster than loops over 64 x 64 tiles, at the chunks' sizes).
+BLOCK = 8
 
-Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo hq wq")
-Geometry.__doc__ = """Shapes of one convolution: x (n, c, h, w), w (o, c, kh, kw),
-y (n, o, ho, wo); hq x wq is the size of a phase plane, wq the grid width."""
+Geometry = namedtuple("Geometry", "n c h w o kh kw stride padding ho wo")
+Geometry.__doc__ = """Shapes of one convolution: x (n, c, h, w), w (o, c, kh, kw), y (n, o, ho, wo)."""
 
 Columns = namedtuple("Columns", "source per_task")
 Columns.__doc__ = """The column matrices of one input, kept (conv2d_columns): per_task[t] lists
@@ -103,9 +113,7 @@ def _geometry(name, x_shape, w_shape, stride, padding):
                          f"padded by {padding}")
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (w + 2 * padding - kw) // stride + 1
-    hq = -(-(h + 2 * padding) // stride)  # ceil((h + 2p) / s)
-    wq = -(-(w + 2 * padding) // stride)
-    return Geometry(n, c, h, w, o, kh, kw, stride, padding, ho, wo, hq, wq)
+    return Geometry(n, c, h, w, o, kh, kw, stride, padding, ho, wo)
 
 
 def _check_grad_y(name, grad_y, g):
@@ -116,154 +124,162 @@ def _check_grad_y(name, grad_y, g):
 
 def _column_source(x, g):
     """What column matrices of x (5-d: tasks first) depend on: its shape and dtype, the kernel
-    size, stride and padding."""
-    return (tuple(x.shape), str(x.dtype), g.kh, g.kw, g.stride, g.padding)
+    size, stride and padding, and their layout (`_interleaved`, which the weight's shape sets)."""
+    layout = "images interleaved" if _interleaved(g) else "image by image"
+    return (tuple(x.shape), str(x.dtype), g.kh, g.kw, g.stride, g.padding, layout)
 
 
 def _check_columns(name, columns, x, g):
     """`columns` (or None) were built from an input of x's shape and dtype with g's kernel size,
-    stride and padding; a ValueError names the kernel and what differs. (That they hold x's
-    values is the caller's word.)"""
+    stride and padding, in the layout g's weight shape takes; a ValueError names the kernel and
+    what differs. (That they hold x's values is the caller's word.)"""
     if columns is None or columns.source == _column_source(x, g):
         return
-    fields = ("input shape", "dtype", "kernel height", "kernel width", "stride", "padding")
+    fields = ("input shape", "dtype", "kernel height", "kernel width", "stride", "padding", "layout")
     differ = [(field, built, here) for field, built, here in zip(fields, columns.source, _column_source(x, g))
               if built != here]
     raise ValueError(f"{name}: columns built for {', '.join(f'{f} {b}' for f, b, _ in differ)} do not fit "
                      f"{', '.join(f'{f} {h}' for f, _, h in differ)}")
 
 
+def _interleaved(g):
+    """Whether a chunk's columns interleave its images (see the module docstring): not where the
+    column matrix has fewer rows than y (C*kh*kw < O, a first layer's), since there the
+    transposes would move more values than the short copies they spare."""
+    return g.c * g.kh * g.kw >= g.o
+
+
 def _chunks(g):
     """(first image, image count) of each chunk: as many images as keep the column
     matrix within CHUNK_ENTRIES entries (at least one)."""
-    per_chunk = max(1, CHUNK_ENTRIES // (g.c * g.kh * g.kw * g.ho * g.wq))
+    per_chunk = max(1, CHUNK_ENTRIES // (g.c * g.kh * g.kw * g.ho * g.wo))
     return [(n0, min(per_chunk, g.n - n0)) for n0 in range(0, g.n, per_chunk)]
 
 
 @njit(cache=True, nogil=True)
-def _copy(src, dst):
-    """dst[t] = src[t] for t < len(src) (a loop over views numba vectorises,
-    unlike slice assignment)."""
-    for t in range(src.shape[0]):
-        dst[t] = src[t]
+def _transpose_block(src, dst, m0, f0):
+    """dst[f, m] = src[m, f] for the BLOCK x BLOCK block at (m0, f0) of src."""
+    block = src[m0:m0 + BLOCK, f0:f0 + BLOCK]
+    out = dst[f0:f0 + BLOCK, m0:m0 + BLOCK]
+    for a in range(BLOCK):
+        for b in range(BLOCK):
+            out[b, a] = block[a, b]
 
 
 @njit(cache=True, nogil=True)
-def _add(src, dst):
-    """dst[t] += src[t] for t < len(src)."""
-    for t in range(src.shape[0]):
-        dst[t] += src[t]
+def _transpose(src, dst):
+    """dst[f, m] = src[m, f], block by block, the blocks taken one after another along the
+    longer rows (the images-first side's), so that those fill whole cache lines in turn: rows of
+    64 channels of 4x4 pixels lie 4 KiB apart, in one cache set, and walking across them thrashes
+    it.  The edges that fill no whole block go value by value."""
+    rows, cols = src.shape
+    r_end, c_end = rows - rows % BLOCK, cols - cols % BLOCK
+    if cols >= rows:
+        for m0 in range(0, r_end, BLOCK):
+            for f0 in range(0, c_end, BLOCK):
+                _transpose_block(src, dst, m0, f0)
+    else:
+        for f0 in range(0, c_end, BLOCK):
+            for m0 in range(0, r_end, BLOCK):
+                _transpose_block(src, dst, m0, f0)
+    for m in range(rows):
+        for f in range(c_end if m < r_end else 0, cols):
+            dst[f, m] = src[m, f]
 
 
 @njit(cache=True, nogil=True)
-def _phase_transfer(image, phases, stride, padding, wq, into_phases):
-    """Move pixels between image (h, w) and its phase planes phases (s*s, >= hq*wq):
-    image[r, v] = xpad[r + p, v + p] lives in phase ((r + p) % s, (v + p) % s)
-    at flat position ((r + p) // s) * wq + (v + p) // s.  Copies image into the
-    phases if into_phases, else phases into image."""
-    h, w = image.shape
-    if stride == 1:  # one phase, the padded image: whole rows move as vectorised copies
-        for r in range(h):
-            start = (r + padding) * wq + padding
-            if into_phases:
-                _copy(image[r], phases[0, start:start + w])
-            else:
-                _copy(phases[0, start:start + w], image[r])
-        return
-    for pi in range(stride):
-        for pj in range(stride):
-            phase = phases[pi * stride + pj]
-            # phase column q holds image column q*s + pj - p: valid for q in [lo, hi)
-            lo = max(0, -((pj - padding) // stride))
-            hi = min(wq, (w - 1 + padding - pj) // stride + 1)
-            for rq in range(phases.shape[1] // wq):  # hq rows (the tail is shorter)
-                r = rq * stride + pi - padding
-                if 0 <= r < h:
-                    for q in range(lo, hi):
-                        if into_phases:
-                            phase[rq * wq + q] = image[r, q * stride + pj - padding]
-                        else:
-                            image[r, q * stride + pj - padding] = phase[rq * wq + q]
+def _move_taps(xt, cols, kh, kw, stride, padding, ho, wo, into_cols):
+    """Between a chunk xt (c, h, w, nb), images innermost, and its column matrix
+
+        cols[(c, i, j), (a, b, m)] = xpad[m, c, a*s + i, b*s + j]:
+
+    copy xt's values into cols if into_cols (zeros where a tap meets the padding), else add
+    cols' entries back onto the pixels they came from.  Each move is the nb values of one
+    pixel, a loop numba vectorises (index arithmetic stays outside it)."""
+    c_in, h, w, nb = xt.shape
+    for c in range(c_in):
+        image = xt[c]
+        for i in range(kh):
+            for j in range(kw):
+                outputs = cols[(c * kh + i) * kw + j].reshape(ho, wo, nb)
+                for a in range(ho):
+                    r = a * stride + i - padding
+                    for b in range(wo):
+                        v = b * stride + j - padding
+                        if 0 <= r < h and 0 <= v < w:
+                            if into_cols:
+                                for m in range(nb):
+                                    outputs[a, b, m] = image[r, v, m]
+                            else:
+                                for m in range(nb):
+                                    image[r, v, m] += outputs[a, b, m]
+                        elif into_cols:
+                            for m in range(nb):
+                                outputs[a, b, m] = 0
 
 
 @njit(cache=True, nogil=True)
-def _tap_run(i, j, stride, wq):
-    """(phase, start) of tap (i, j): its inputs over the grid are phases[phase, start:start + ho*wq]."""
-    return (i % stride) * stride + j % stride, (i // stride) * wq + j // stride
+def _move_taps_each(images, cols, kh, kw, stride, padding, ho, wo, into_cols):
+    """_move_taps image by image: between images (nb, c, h, w) and cols (nb, c*kh*kw, ho*wo),
+    cols[m] the column matrix of images[m] alone."""
+    c_in, h, w = images.shape[1:]
+    for m in range(len(images)):
+        _move_taps(images[m].reshape(c_in, h, w, 1), cols[m], kh, kw, stride, padding, ho, wo, into_cols)
 
 
-@njit(cache=True, nogil=True)
-def _new_phases(stride, hq, wq, kw, dtype):
-    """Zeroed phase planes, with room at the end for the last taps' garbage columns."""
-    return np.zeros((stride * stride, hq * wq + (kw - 1) // stride), dtype)
+def _images_last(x, n0, nb):
+    """x's images n0 .. n0+nb-1 with the images innermost: xt[c, r, v, m] = x[n0 + m, c, r, v]
+    (for one image, a view of it)."""
+    if nb == 1:
+        return x[n0].reshape(x.shape[1:] + (1,))
+    xt = np.empty(x.shape[1:] + (nb,), x.dtype)
+    _transpose(x[n0:n0 + nb].reshape(nb, -1), xt.reshape(-1, nb))
+    return xt
 
 
-@njit(cache=True, nogil=True)
-def _im2col(x, n0, nb, kh, kw, stride, padding, ho, hq, wq):
-    """Column matrix of images n0 .. n0+nb-1:
+def _images_first(xt, n0, x):
+    """The inverse of _images_last: x[n0 + m, c, r, v] = xt[c, r, v, m]."""
+    nb = xt.shape[-1]
+    _transpose(xt.reshape(-1, nb), x[n0:n0 + nb].reshape(nb, -1))
 
-        cols[(c, i, j), (m, a, b)] = xpad[n0 + m, c, a*stride + i, b*stride + j]
 
-    for b < wq (see the module docstring on contiguous taps)."""
-    c_in = x.shape[1]
-    g = ho * wq
-    cols = np.empty((c_in * kh * kw, nb * g), x.dtype)
-    for m in range(nb):
-        phases = _new_phases(stride, hq, wq, kw, x.dtype)  # padding stays zero from channel to channel
-        for c in range(c_in):
-            _phase_transfer(x[n0 + m, c], phases, stride, padding, wq, True)
-            for i in range(kh):
-                for j in range(kw):
-                    phase, start = _tap_run(i, j, stride, wq)
-                    _copy(phases[phase, start:start + g], cols[(c * kh + i) * kw + j, m * g:(m + 1) * g])
+def _im2col(x, n0, nb, g):
+    """Column matrices of images n0 .. n0+nb-1 of x (one task's), stacked: one, (1, C*kh*kw,
+    ho*wo*nb), of the images interleaved,
+
+        cols[0, (c, i, j), (a, b, m)] = xpad[n0 + m, c, a*stride + i, b*stride + j],
+
+    or, for a first layer (`_interleaved`), one per image, cols[m, (c, i, j), (a, b)]."""
+    taps = (g.kh, g.kw, g.stride, g.padding, g.ho, g.wo)
+    if _interleaved(g):
+        cols = np.empty((1, g.c * g.kh * g.kw, g.ho * g.wo * nb), x.dtype)
+        _move_taps(_images_last(x, n0, nb), cols[0], *taps, True)
+    else:
+        cols = np.empty((nb, g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
+        _move_taps_each(x[n0:n0 + nb], cols, *taps, True)
     return cols
 
 
-@njit(cache=True, nogil=True)
-def _col2im(dcols, n0, kh, kw, stride, padding, ho, hq, wq, gx):
+def _col2im(dcols, n0, g, gx):
     """The adjoint of _im2col: add each column entry back onto the input pixel it
     was copied from (dropping the padding), writing images n0 .. of gx."""
-    c_in = gx.shape[1]
-    g = ho * wq
-    nb = dcols.shape[1] // g
-    for m in range(nb):
-        phases = _new_phases(stride, hq, wq, kw, gx.dtype)
-        for c in range(c_in):
-            phases[:] = 0
-            for i in range(kh):
-                for j in range(kw):
-                    phase, start = _tap_run(i, j, stride, wq)
-                    _add(dcols[(c * kh + i) * kw + j, m * g:(m + 1) * g], phases[phase, start:start + g])
-            _phase_transfer(gx[n0 + m, c], phases, stride, padding, wq, False)
+    taps = (g.kh, g.kw, g.stride, g.padding, g.ho, g.wo)
+    if _interleaved(g):
+        xt = np.zeros((g.c, g.h, g.w, dcols.shape[2] // (g.ho * g.wo)), gx.dtype)
+        _move_taps(xt, dcols[0], *taps, False)
+        _images_first(xt, n0, gx)
+    else:
+        images = gx[n0:n0 + len(dcols)]
+        images[:] = 0
+        _move_taps_each(images, dcols, *taps, False)
 
 
-@njit(cache=True, nogil=True)
-def _to_nchw(yg, n0, wq, y):
-    """y[n0 + m, o, a, b] = yg[o, (m, a, b)] for b < wo: drop the garbage columns."""
-    _, o_out, ho, wo = y.shape
-    nb = yg.shape[1] // (ho * wq)
-    for m in range(nb):
-        for o in range(o_out):
-            for a in range(ho):
-                start = (m * ho + a) * wq
-                _copy(yg[o, start:start + wo], y[n0 + m, o, a])
-
-
-@njit(cache=True, nogil=True)
-def _to_grid(gy, n0, nb, wq):
-    """The adjoint of _to_nchw: gy's images n0 .. n0+nb-1 as an (O, nb*ho*wq) grid,
-    zeros in the garbage columns (written alone: zeroing the whole grid first was one
-    more pass over it)."""
-    _, o_out, ho, wo = gy.shape
-    grid = np.empty((o_out, nb * ho * wq), gy.dtype)
-    for m in range(nb):
-        for o in range(o_out):
-            for a in range(ho):
-                start = (m * ho + a) * wq
-                _copy(gy[n0 + m, o, a], grid[o, start:start + wo])
-                for b in range(start + wo, start + wq):
-                    grid[o, b] = 0
-    return grid
+def _grad_y_columns(grad_y, n0, nb, g):
+    """grad_y's images n0 .. n0+nb-1 as the stacked (O, ...) matrices of the products, in the
+    column order of _im2col's."""
+    if _interleaved(g):
+        return _images_last(grad_y, n0, nb).reshape(1, g.o, -1)
+    return grad_y[n0:n0 + nb].reshape(nb, g.o, -1)
 
 
 def _task_columns(x, t, g, columns):
@@ -271,15 +287,16 @@ def _task_columns(x, t, g, columns):
     or, without them, each chunk built as it is asked for (so one at a time is in memory)."""
     if columns is not None:
         return columns.per_task[t]
-    return ((n0, nb, _im2col(x[t], n0, nb, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq))
+    return ((n0, nb, _im2col(x[t], n0, nb, g))
             for n0, nb in _chunks(g))
 
 
-def conv2d_columns(x, kernel_hw, stride=1, padding=0):
+def conv2d_columns(x, weight_shape, stride=1, padding=0):
     """cols(x), all chunks of every task, kept: conv2d_forward and conv2d_grad_weight given them
-    as `columns=` (with this x, kernel size, stride and padding) skip building them."""
+    as `columns=` (with this x, a weight of this (O, C, kh, kw) shape, stride and padding) skip
+    building them."""
     (x,), _ = _prepare("conv2d_columns", x=x)
-    g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
+    g = _geometry("conv2d_columns", x.shape[1:], weight_shape, stride, padding)
     return Columns(_column_source(x, g), [list(_task_columns(x, t, g, None)) for t in range(len(x))])
 
 
@@ -293,8 +310,11 @@ def conv2d_forward(x, w, stride=1, padding=0, columns=None):
     y = np.empty((len(x), g.n, g.o, g.ho, g.wo), x.dtype)
     for t in range(len(x)):
         weights = w[t].reshape(g.o, -1)
-        for n0, _, cols in _task_columns(x, t, g, columns):
-            _to_nchw(weights @ cols, n0, g.wq, y[t])
+        for n0, nb, cols in _task_columns(x, t, g, columns):
+            if _interleaved(g):
+                _images_first((weights @ cols[0]).reshape(g.o, g.ho, g.wo, nb), n0, y[t])
+            else:  # one product per image, each its image of y
+                np.matmul(weights, cols, out=y[t, n0:n0 + nb].reshape(nb, g.o, -1))
     return y if has_task_axis else y[0]
 
 
@@ -311,8 +331,8 @@ def conv2d_grad_input(grad_y, w, input_hw, stride=1, padding=0):
     for t in range(len(w)):
         weights_t = w[t].reshape(g.o, -1).T
         for n0, nb in _chunks(g):
-            dcols = weights_t @ _to_grid(grad_y[t], n0, nb, g.wq)
-            _col2im(dcols, n0, g.kh, g.kw, g.stride, g.padding, g.ho, g.hq, g.wq, gx[t])
+            dcols = np.matmul(weights_t, _grad_y_columns(grad_y[t], n0, nb, g))
+            _col2im(dcols, n0, g, gx[t])
     return gx if has_task_axis else gx[0]
 
 
@@ -328,6 +348,6 @@ def conv2d_grad_weight(x, grad_y, kernel_hw, stride=1, padding=0, columns=None):
     gw_t = np.zeros((len(x), g.c * g.kh * g.kw, g.o), x.dtype)
     for t in range(len(x)):
         for n0, nb, cols in _task_columns(x, t, g, columns):
-            gw_t[t] += cols @ _to_grid(grad_y[t], n0, nb, g.wq).T
+            gw_t[t] += np.matmul(cols, _grad_y_columns(grad_y[t], n0, nb, g).transpose(0, 2, 1)).sum(axis=0)
     gw = np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape((len(x),) + w_shape)
     return gw if has_task_axis else gw[0]

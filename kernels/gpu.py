@@ -111,11 +111,11 @@ def _task_columns(x, t, g, columns):
     return columns.per_task[t][0][2] if columns is not None else _im2col(x[t], g)
 
 
-def conv2d_columns(x, kernel_hw, stride=1, padding=0):
+def conv2d_columns(x, weight_shape, stride=1, padding=0):
     """cols(x) of every task, kept (as the CPU kernel: conv2d_forward and conv2d_grad_weight
-    given them as `columns=`, with this x, kernel size, stride and padding, skip building them)."""
+    given them as `columns=`, with this x, weight shape, stride and padding, skip building them)."""
     (x,), _ = _prepare("conv2d_columns", cupy, x=x)
-    g = _geometry("conv2d_columns", x.shape[1:], (0, x.shape[2], *kernel_hw), stride, padding)
+    g = _geometry("conv2d_columns", x.shape[1:], weight_shape, stride, padding)
     return Columns(_column_source(x, g), [[(0, g.n, _im2col(x[t], g))] for t in range(len(x))])
 
 

@@ -20,7 +20,7 @@ def test_kept_columns_give_the_reference_forward_and_grad_weight(case, chunk):
     """Built under one chunk size and used under the default one: the kept chunks carry their own layout."""
     x, w, grad_y, stride, padding = case
     with mock.patch.object(conv2d_kernels, "CHUNK_ENTRIES", chunk):
-        columns = K.conv2d_columns(x, w.shape[-2:], stride, padding)
+        columns = K.conv2d_columns(x, w.shape[-4:], stride, padding)
     assert_close(K.conv2d_forward(x, w, stride, padding, columns=columns),
                  R.conv2d_forward(x, w, stride, padding), x.dtype)
     assert_close(K.conv2d_grad_weight(x, grad_y, w.shape[-2:], stride, padding, columns=columns),
@@ -43,9 +43,25 @@ x_3x5x5 = np.zeros((2, 3, 5, 5))
      r"conv2d_grad_weight: columns built for input shape \(1, 2, 3, 5, 5\) do not fit input shape \(3, 2, 3, 5, 5\)"),
 ])
 def test_columns_of_another_input_or_geometry_are_refused(call, message):
-    columns = K.conv2d_columns(x_3x5x5, (3, 3), 1, 1)
+    columns = K.conv2d_columns(x_3x5x5, (4, 3, 3, 3), 1, 1)
     with pytest.raises(ValueError, match=message):
         call(columns)
+
+
+def test_columns_laid_out_for_another_output_count_are_refused():
+    """A first layer's columns (fewer rows than outputs: one matrix per image) do not fit a weight
+    with fewer outputs, whose columns interleave the images."""
+    x = np.zeros((2, 1, 5, 5))
+    columns = K.conv2d_columns(x, (16, 1, 3, 3), 1, 1)
+    K.conv2d_forward(x, np.zeros((16, 1, 3, 3)), 1, 1, columns=columns)  # the weight they were built for
+    with pytest.raises(ValueError, match=r"conv2d_forward: columns built for layout image by image do not fit "
+                                         r"layout images interleaved$"):
+        K.conv2d_forward(x, np.zeros((4, 1, 3, 3)), 1, 1, columns=columns)
+
+
+def test_columns_for_a_weight_of_other_channels_are_refused():
+    with pytest.raises(ValueError, match=r"conv2d_columns: input has 3 channels but weight \(4, 2, 3, 3\) expects 2"):
+        K.conv2d_columns(x_3x5x5, (4, 2, 3, 3), 1, 1)
 
 
 def counting_column_builds():

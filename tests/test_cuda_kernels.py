@@ -106,7 +106,7 @@ def test_gpu_conv2d_matches_reference(case):
                      R.conv2d_grad_input(grad_y, w, x.shape[2:], stride, padding))
     assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[2:], stride, padding),
                      R.conv2d_grad_weight(x, grad_y, w.shape[2:], stride, padding))
-    columns = G.conv2d_columns(x_gpu, w.shape[-2:], stride, padding)   # kept, and given back
+    columns = G.conv2d_columns(x_gpu, w.shape[-4:], stride, padding)   # kept, and given back
     assert_gpu_close(G.conv2d_forward(x_gpu, w_gpu, stride, padding, columns=columns),
                      R.conv2d_forward(x, w, stride, padding))
     assert_gpu_close(G.conv2d_grad_weight(x_gpu, grad_y_gpu, w.shape[-2:], stride, padding, columns=columns),

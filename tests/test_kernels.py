@@ -66,9 +66,9 @@ def test_conv2d_kernel_matches_reference(kernel, case, chunk):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_kernel_matches_reference_on_a_batch_spanning_chunks(kernel, dtype):
     """At the kernels' own chunk size: with 2 channels, a 3x3 kernel and 12x12 images padded by 1,
-    an image fills 2*3*3 rows by 12*14 grid columns of the column matrix, so this batch needs at
+    an image fills 2*3*3 rows by 12*12 columns of the column matrix, so this batch needs at
     least two chunks, the last one partly filled."""
-    n = conv2d.CHUNK_ENTRIES // (2 * 3 * 3 * 12 * 14) + 2
+    n = conv2d.CHUNK_ENTRIES // (2 * 3 * 3 * 12 * 12) + 2
     rng = np.random.default_rng(6)
     x, w, grad_y = (rng.standard_normal(s).astype(dtype) for s in [(n, 2, 12, 12), (3, 2, 3, 3), (n, 3, 12, 12)])
     case = (x, w, grad_y, 1, 1)
@@ -227,7 +227,7 @@ NO_JIT_SCRIPT = """
 import numpy as np
 import tinymeta.kernels as K
 from tinymeta.kernels import conv2d, reference as R
-assert not hasattr(conv2d._im2col, "py_func"), "numba JIT is still on"
+assert not hasattr(conv2d._move_taps, "py_func"), "numba JIT is still on"
 rng = np.random.default_rng(5)
 x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 2))
 for stride in (1, 2):

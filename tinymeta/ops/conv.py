@@ -47,7 +47,7 @@ class Conv2d(Function):
     def forward(self, x, w):
         kernels = kernels_for(x)
         if self.columns is None and self.keep_columns:
-            self.columns = kernels.conv2d_columns(x, w.shape[-2:], self.stride, self.padding)
+            self.columns = kernels.conv2d_columns(x, w.shape[-4:], self.stride, self.padding)
         return kernels.conv2d_forward(x, w, self.stride, self.padding, columns=self.columns)
 
     def input_error(self, inputs, err):
@@ -76,7 +76,7 @@ class Conv2dGradInput(Function):
 
     def backward(self, d):
         g, w = self.inputs
-        columns = _columns(d, w.shape[-2:], self.stride, self.padding) if g.requires_grad and w.requires_grad else None
+        columns = _columns(d, w.shape[-4:], self.stride, self.padding) if g.requires_grad and w.requires_grad else None
         return (_conv2d(d, w, self.stride, self.padding, columns) if g.requires_grad else None,
                 conv2d_grad_weight(d, g, w.shape[-2:], self.stride, self.padding, columns)
                 if w.requires_grad else None)
@@ -156,9 +156,9 @@ def _conv2d(x, w, stride, padding, columns):
                         keep_columns=w.requires_grad and is_grad_enabled())
 
 
-def _columns(x, kernel_hw, stride, padding):
+def _columns(x, weight_shape, stride, padding):
     """x's columns (only for tensors a forward has already checked: gradients of a conv)."""
-    return kernels_for(x.data).conv2d_columns(x.data, kernel_hw, stride, padding)
+    return kernels_for(x.data).conv2d_columns(x.data, weight_shape, stride, padding)
 
 
 def conv2d_grad_input(g, w, input_hw, stride, padding):
