@@ -31,12 +31,10 @@ from common import (comparison_table, interleaved_medians, machine_line, torch_o
 
 import numba  # noqa: E402
 
-from tinymeta.backend import to_numpy  # noqa: E402
 from tinymeta.data import Examples, SineTasks, Task  # noqa: E402
 from tinymeta.meta import MAML, TaskThreads  # noqa: E402
 from tinymeta.nn import omniglot_cnn, sine_mlp  # noqa: E402
 from tinymeta.nn.functional import cross_entropy  # noqa: E402
-from tinymeta.tensor import Tensor  # noqa: E402
 
 META_BATCH, INNER_LR = 25, 0.01
 ORDERS = (("second order (MAML)", False), ("first order (FOMAML)", True))
@@ -222,8 +220,7 @@ def _torch_omniglot(model, tasks, downsample, device, sync, timings):
     # the same meta-gradient, up to float32 rounding (which can flip a few ReLU masks)
     # (relative to the whole gradient: conv biases before batch norm get gradients that are
     # zero up to rounding, so their own relative errors mean nothing)
-    # a learner's gradients are Tensors or (combined over groups of tasks) arrays
-    ours_flat = np.concatenate([to_numpy(g.data if isinstance(g, Tensor) else g).ravel() for g in ours.values()])
+    ours_flat = np.concatenate([g.numpy().ravel() for g in ours.values()])
     theirs_flat = np.concatenate([t.cpu().numpy().ravel() for t in theirs])
     error = np.linalg.norm(ours_flat - theirs_flat) / np.linalg.norm(theirs_flat)
     assert error < 1e-3, f"tinymeta and PyTorch meta-gradients differ ({downsample} net): relative error {error:.2e}"
