@@ -2,10 +2,14 @@
 
 Sine: the MAML paper's setting, a 1-40-40-1 ReLU MLP, meta-batch 25 tasks, K = 10
 support and 10 query points, one inner SGD step (lr 0.01), float32. tinymeta is
-timed both as the per-task loop a reader writes first and vectorised over the
-meta-batch (one batched pass with a task axis on the parameters); PyTorch as the
-standard per-task loop with torch.autograd.grad(create_graph=True); JAX (when
-installed) as jit of vmap over the tasks, the fastest form it offers.
+timed as the per-task loop a reader writes first, vectorised over the meta-batch
+(one batched pass with a task axis on the parameters), and vectorised and
+replayed (MAML(replay=True): the pass's primitives recorded once, then only
+their array operations run; tinymeta/replay.py); PyTorch as the standard
+per-task loop with torch.autograd.grad(create_graph=True); JAX (when installed)
+as jit of vmap over the tasks, the fastest form it offers. tinymeta's rows stack
+the tasks' arrays in every call (meta_gradients takes a list of tasks); JAX's
+and PyTorch's get theirs converted beforehand.
 
 Omniglot: 5-way 1-shot, 15 query drawings per class, meta-batch 32, one inner
 step (lr 0.4), the 4-block conv net with batch norm (stride-2 convolutions, and
@@ -40,8 +44,8 @@ META_BATCH, INNER_LR = 25, 0.01
 ORDERS = (("second order (MAML)", False), ("first order (FOMAML)", True))
 
 
-def tinymeta_meta_iteration(model, tasks, first_order, vectorize):
-    maml = MAML(model, INNER_LR, 1, first_order=first_order, vectorize=vectorize)
+def tinymeta_meta_iteration(model, tasks, first_order, vectorize, replay=False):
+    maml = MAML(model, INNER_LR, 1, first_order=first_order, vectorize=vectorize, replay=replay)
     return lambda: maml.meta_gradients(tasks)
 
 
@@ -98,6 +102,8 @@ def sine():
     for order, first_order in ORDERS:
         timings[(order, "tinymeta, per-task loop")] = tinymeta_meta_iteration(model, tasks, first_order, False)
         timings[(order, "tinymeta, vectorised over tasks")] = tinymeta_meta_iteration(model, tasks, first_order, True)
+        timings[(order, "tinymeta, vectorised and replayed")] = tinymeta_meta_iteration(model, tasks, first_order,
+                                                                                        True, replay=True)
     notes = [_torch_sine(model, tasks, timings), _jax_sine(model, tasks, timings)]
     medians = interleaved_medians(timings, rounds=40, calls=5, warmup=5)
     table = comparison_table(medians, "median ms", 1e3, [("vs PyTorch", "PyTorch eager, per-task loop"),

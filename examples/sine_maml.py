@@ -85,17 +85,19 @@ def parse_args():
 
 
 def make_learner(algo, model, args, rng):
-    """Every learner adapts all tasks of a meta-batch in one batched pass (vectorize=True)."""
+    """Every learner adapts all tasks of a meta-batch in one batched pass (vectorize=True); MAML's
+    and Meta-SGD's passes are replayed (replay=True: the same values, without the graph's Python
+    bookkeeping, tinymeta/replay.py)."""
     if algo == "maml":
-        return MAML(model, INNER_LR, args.inner_steps, vectorize=True)
+        return MAML(model, INNER_LR, args.inner_steps, vectorize=True, replay=True)
     if algo == "fomaml":
-        return MAML(model, INNER_LR, args.inner_steps, first_order=True, vectorize=True)
+        return MAML(model, INNER_LR, args.inner_steps, first_order=True, vectorize=True, replay=True)
     if algo == "reptile":
         # outer_lr 1.0: the Reptile gradient phi - theta goes to Adam, like the others' gradients
         return Reptile(model, INNER_LR, args.reptile_steps, inner_batch=args.shots, outer_lr=1.0, rng=rng,
                        vectorize=True)
     if algo == "metasgd":
-        return MetaSGD(model, INNER_LR, args.inner_steps, vectorize=True)
+        return MetaSGD(model, INNER_LR, args.inner_steps, vectorize=True, replay=True)
     if algo == "imaml":
         return IMAML(model, IMAML_INNER_LR, args.imaml_steps, IMAML_LAMBDA, cg_steps=IMAML_CG_STEPS,
                      damping=IMAML_DAMPING, vectorize=True)

@@ -10,8 +10,9 @@ arrays to numpy arrays that know nothing of tensors or autodiff.
                    batch_norm_affine_forward (and scale and shift), their gradients
                    batch_norm_backward and batch_norm_affine_backward, and
                    batch_norm_double_backward (the gradient of the first), fused
-    select.py      where (a where cond else b): ReLU's backward at memory speed
-    reference.py   plain numpy versions of the twelve others: the tests' oracles
+    select.py      where (a where cond else b) at memory speed, and relu_backward
+                   (g where a >= 0 else 0) in one pass
+    reference.py   plain numpy versions of the thirteen others: the tests' oracles
 
 Every conv kernel also takes a leading task axis (5-d arrays, one weight per
 task); max pooling has no weights, so 5-d inputs are just more images.
@@ -30,9 +31,9 @@ from .conv2d import conv2d_columns, conv2d_forward, conv2d_grad_input, conv2d_gr
 from .max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_gather
 from .batch_norm import (batch_norm_affine_backward, batch_norm_affine_forward, batch_norm_backward,
                          batch_norm_double_backward, batch_norm_forward)
-from .select import where
+from .select import relu_backward, where
 
 __all__ = ["conv2d_columns", "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
            "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_gather",
            "batch_norm_forward", "batch_norm_affine_forward", "batch_norm_backward", "batch_norm_affine_backward",
-           "batch_norm_double_backward", "where"]
+           "batch_norm_double_backward", "relu_backward", "where"]

@@ -49,6 +49,11 @@ from .task_axis import over_tasks
 
 where = cupy.where
 
+
+def relu_backward(g, a):
+    """out = g where a >= 0, else 0 (one elementwise kernel of cupy's)."""
+    return cupy.where(a >= 0, g, g.dtype.type(0))
+
 _over_tasks = functools.partial(over_tasks, stack=cupy.stack)  # 5-d operands: one convolution per task
 
 CUDA_SOURCES = {name: Path(__file__).with_name("cuda") / f"{name}.cu"

@@ -145,3 +145,8 @@ def batch_norm_double_backward(h, grad, x_hat, rstd):
 def where(cond, a, b):
     """out = a where cond else b (numpy's where)."""
     return np.where(cond, a, b)
+
+
+def relu_backward(g, a):
+    """out = g where a >= 0, else 0."""
+    return np.where(a >= 0, g, g.dtype.type(0))

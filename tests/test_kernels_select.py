@@ -100,3 +100,18 @@ def test_where_hands_other_shapes_to_numpy_with_the_same_result(case):
         b = np.full((1, 1, 1), 2.0, np.float32)
     with mock.patch.object(select, "SMALL", 1):
         assert_same(K.where(cond, a, b), np.where(cond, a, b))
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2**16), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_relu_backward_equals_numpy_where_on_the_comparison(seed, dtype, strided):
+    """g where a >= 0, else 0, with NaN and infinities in both (a NaN in a selects 0, one in g passes
+    where selected); strided operands take numpy's path, with the same result."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 6, size=rng.integers(0, 4)))
+    g, a = operand(rng, "full", shape, dtype), operand(rng, "full", shape + (2,) if strided else shape, dtype)
+    if strided:
+        a = a[..., 0]
+    out = K.relu_backward(g, a)
+    assert_same(out, np.where(a >= 0, g, dtype(0)))
+    assert_same(out, K.reference.relu_backward(g, a))

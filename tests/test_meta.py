@@ -333,7 +333,10 @@ def test_an_empty_meta_batch_is_a_clear_error(make):
     (lambda: MetaSGD(tiny_mlp(), 0), r"^MetaSGD: init_lr must be positive, got 0$"),
     (lambda: stack_tasks([]), "stack_tasks: got no tasks"),
     (lambda: stack_tasks(sine_tasks(1, shots=3) + sine_tasks(1, shots=4)),
-     "stack_tasks: tasks differ in support/query input shapes")])
+     "stack_tasks: tasks differ in the shapes of their support and query inputs and targets"),
+    (lambda: stack_tasks([Task(Examples(np.zeros((2, 1)), np.zeros(2)), Examples(np.zeros((2, 1)), np.zeros(2))),
+                          Task(Examples(np.zeros((2, 1)), np.zeros((2, 1))), Examples(np.zeros((2, 1)), np.zeros(2)))]),
+     r"targets \[\(\(2, 1\), \(2,\), \(2, 1\), \(2,\)\), \(\(2, 1\), \(2, 1\), \(2, 1\), \(2,\)\)\]")])
 def test_bad_configurations_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()

@@ -177,7 +177,8 @@ CASES = [
     Case("tanh", one(normal), tm.tanh, np.tanh, (normal,), UNARY),
     Case("sigmoid", one(normal), tm.sigmoid, lambda a: 1 / (1 + np.exp(-a)), (lambda r, s: 4 * normal(r, s),), UNARY),
     Case("abs", one(away_from_zero), tm.abs, np.abs, (away_from_zero,), UNARY),
-    Case("relu", one(away_from_zero), tm.relu, lambda a: np.maximum(a, 0), (away_from_zero,), UNARY),
+    # to third order: relu's gradient is a primitive (ReLUGrad) whose own gradient is one again
+    Case("relu", one(away_from_zero), tm.relu, lambda a: np.maximum(a, 0), (away_from_zero,), UNARY, order=3),
     Case("maximum", lambda d, r: _two(d, r, on_grid, off_grid), tm.maximum, np.maximum, (on_grid, off_grid), PAIRS),
     Case("where", lambda d, r: ([*(_two(d, r, normal, normal)[0])], {"seed": d.draw(st.integers(0, 9))}),
          lambda a, b, seed: tm.where(_mask(a.shape, b.shape, seed), a, b),

@@ -13,4 +13,5 @@ from .creation import full, ones, ones_like, rand, randn, tensor, zeros, zeros_l
 from .functional import hessian, hvp, jacobian, jvp, vjp
 from .gradcheck import GradcheckError, check_grads
 from .ops import *  # noqa: F401,F403
+from .replay import Replay, ReplayError
 from .tensor import Tensor

@@ -12,11 +12,12 @@ A primitive is one small subclass of `Function`:
 input requires grad, the instance becomes the graph node of the result: it keeps
 the input Tensors (`self.inputs`) and the output array. Because `backward` is
 written with other primitives on Tensors, running it with recording on builds
-graph nodes too, so gradients of gradients come for free.
+graph nodes too, so gradients of gradients come for free. While a Replay records
+a function (replay.py), `apply` also notes each node and its arrays there.
 """
 import numpy as np
 
-from . import anomaly, grad_mode
+from . import anomaly, grad_mode, recording as replay_recording
 from .tensor import Tensor
 
 
@@ -41,8 +42,12 @@ class Function:
     def apply(cls, *inputs, **params):
         """Run forward on the inputs' data; record this node if a gradient may flow."""
         node = cls(**params) if params else cls()
+        arrays = [x.data for x in inputs]
+        recording = replay_recording._state.recording
+        if recording is not None:
+            settings = dict(vars(node))
         try:
-            out = node.forward(*[x.data for x in inputs])
+            out = node.forward(*arrays)
         except (ValueError, IndexError, TypeError) as err:
             raise node.input_error(inputs, err) from None
         if isinstance(out, np.generic):  # numpy reductions return scalars, keep 0-d arrays
@@ -50,6 +55,8 @@ class Function:
         if anomaly._state.enabled:
             anomaly.check_forward(node, inputs, out)
             anomaly.remember_forward(node)
+        if recording is not None:
+            recording.add(node, settings, arrays, out)
         if grad_mode._state.enabled:
             for x in inputs:
                 if x.requires_grad:

@@ -12,6 +12,7 @@ loads, so that `ops` can import `tensor` and not the other way round.
 import numpy as np
 
 from . import backend, grad_mode
+from .recording import refuse_value_read
 
 
 class Tensor:
@@ -80,6 +81,7 @@ class Tensor:
         return float(self._only_value("float"))
 
     def _only_value(self, op):
+        refuse_value_read(op)
         if self.data.size != 1:
             raise ValueError(f"{op}: tensor of shape {self.shape} has {self.size} elements, "
                              "expected exactly one")
@@ -149,9 +151,11 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     def __bool__(self):
+        refuse_value_read("bool")
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
                              "use (...).data.any() or .all()")
         return bool(self.data)
 
     __hash__ = object.__hash__  # __eq__ is elementwise (tensor_methods), identity hashing stays
+

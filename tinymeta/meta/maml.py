@@ -13,9 +13,11 @@ constants, which drops the (I - alpha H) factor: its meta-gradient is
 grad_theta l(theta_n). The two differ in one argument to `adapt`.
 """
 from ..autograd import grad
-from ..data.task import stack_tasks
+from ..data.task import Examples, Task, stack_tasks
 from ..nn.functional import mse_loss
 from ..ops import mean, stack
+from ..replay import Replay
+from ..tensor import Tensor
 from .adapt import adapt, per_task_copies, summed_over_tasks
 from .learner import MetaLearner, check_meta_batch, check_positive
 from .task_groups import check_tasks_per_pass, in_groups
@@ -31,19 +33,27 @@ class MAML(MetaLearner):
     with far fewer (larger) operations. The loop (vectorize=False) is the
     readable reference. `meta_gradients` takes the stacked pass over groups of
     at most tasks_per_pass tasks (default: by the inputs' size, task_groups.py).
+
+    replay=True (with vectorize=True) records the stacked meta-gradient's primitives once per set
+    of shapes and afterwards runs only their array operations (tinymeta.replay: the same values,
+    without the graph's Python bookkeeping; for networks whose primitives carry no state between
+    nodes, such as the sine MLP: a conv net is refused with a ReplayError).
     """
 
     def __init__(self, model, inner_lr, inner_steps=1, first_order=False, loss_fn=mse_loss, vectorize=False,
-                 tasks_per_pass=None):
+                 tasks_per_pass=None, replay=False):
         if inner_steps < 1:
             raise ValueError(f"MAML: inner_steps must be at least 1 (got {inner_steps}); with no inner "
                              "step MAML is plain pre-training, see Pretrain")
         if not isinstance(inner_lr, dict):  # Meta-SGD's learned rates are a dict, checked there
             check_positive("MAML", inner_lr=inner_lr)
         check_tasks_per_pass(type(self).__name__, tasks_per_pass, vectorize)
+        if replay and not vectorize:
+            raise ValueError(f"{type(self).__name__}: replay=True needs vectorize=True (it replays the stacked pass)")
         self.model, self.inner_lr, self.inner_steps = model, inner_lr, inner_steps
         self.first_order, self.loss_fn, self.vectorize = first_order, loss_fn, vectorize
         self.tasks_per_pass = tasks_per_pass
+        self._stacked_gradients = Replay(self._loss_and_gradients) if replay else self._loss_and_gradients
 
     def adapt(self, params, support, loss_fn=None):
         """theta = phi after the inner loop; recorded for MAML, constant-gradient for first-order MAML."""
@@ -51,12 +61,15 @@ class MAML(MetaLearner):
                      create_graph=not self.first_order)
 
     def meta_loss(self, tasks, params=None):
-        """L(phi): the mean query loss after adaptation, differentiable w.r.t. phi
-        (the model's own parameters, or `params` of the same names)."""
-        check_meta_batch(self, tasks)
+        """L(phi): the mean query loss after adaptation, differentiable w.r.t. phi (the model's own
+        parameters, or `params` of the same names); vectorised, `tasks` may be stacked already."""
         phi = params if params is not None else self.model.parameters_dict()
         if self.vectorize:
-            return self._stacked_meta_loss(stack_tasks(tasks), phi)
+            stacked = isinstance(tasks, Task)
+            if not stacked:
+                check_meta_batch(self, tasks)
+            return self._stacked_meta_loss(tasks if stacked else stack_tasks(tasks), phi)
+        check_meta_batch(self, tasks)
         losses = []
         for task in tasks:
             theta = self.adapt(phi, task.support)
@@ -79,6 +92,19 @@ class MAML(MetaLearner):
 
     def _meta_gradients(self, tasks):
         trained = self.parameters_dict()
-        loss = self.meta_loss(tasks)
-        grads = grad(loss, list(trained.values()))
+        if self.vectorize:
+            batch = stack_tasks(tasks)
+            loss, *grads = self._stacked_gradients(*trained.values(), *map(Tensor, (*batch.support, *batch.query)))
+        else:
+            loss = self.meta_loss(tasks)
+            grads = grad(loss, list(trained.values()))
         return loss.item(), dict(zip(trained, grads))
+
+    def _loss_and_gradients(self, *tensors):
+        """(L, dL/d each trained tensor) of one stacked meta-batch, from everything it reads, passed in:
+        the trained tensors (parameters_dict's order), then the support and query inputs and targets."""
+        names = list(self.parameters_dict())
+        trained = dict(zip(names, tensors))
+        xs, ys, xq, yq = (t.data for t in tensors[len(names):])
+        loss = self.meta_loss(Task(Examples(xs, ys), Examples(xq, yq)), params=trained)
+        return (loss, *grad(loss, list(trained.values())))

@@ -45,11 +45,11 @@ class MetaSGD(MAML):
     """Meta-learns the initialisation phi and the inner learning rates alpha (elementwise, or per layer)."""
 
     def __init__(self, model, init_lr, inner_steps=1, per_layer=False, loss_fn=mse_loss, vectorize=False,
-                 tasks_per_pass=None):
+                 tasks_per_pass=None, replay=False):
         check_positive("MetaSGD", init_lr=init_lr)
         self.rates = LearnedRates(model, init_lr, per_layer)
         super().__init__(model, self.rates.parameters_dict(), inner_steps, loss_fn=loss_fn, vectorize=vectorize,
-                         tasks_per_pass=tasks_per_pass)
+                         tasks_per_pass=tasks_per_pass, replay=replay)
 
     def parameters_dict(self):
         """phi under the model's names, and alpha under "inner_lr.<name>"."""

@@ -167,9 +167,19 @@ class ReLU(Function):
         return threads.elementwise(np.maximum, a, 0)
 
     def backward(self, g):
-        a = self.inputs[0].data
-        zero = Tensor(get_array_module(a).zeros((), a.dtype))
-        return (Where.apply(g, zero, cond=threads.elementwise(np.greater_equal, a, 0)),)
+        return (ReLUGrad.apply(g, self.inputs[0]),)
+
+
+class ReLUGrad(Function):
+    """out = g where a >= 0, else 0: ReLU's backward as one primitive, so that its mask is made in a
+    forward too (a replay recomputes it, see replay.py);  dg = (that selection of the incoming
+    gradient), and nothing for a: the mask is piecewise constant in a."""
+
+    def forward(self, g, a):
+        return kernels_for(g, a).relu_backward(g, a)
+
+    def backward(self, h):
+        return ReLUGrad.apply(h, self.inputs[1]), None
 
 
 class Neg(Function):
