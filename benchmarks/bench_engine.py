@@ -9,6 +9,8 @@ points (K = 10). Two workloads:
 
 The hand-written numpy version (forward, backward and, for second order, the
 backward of the backward, all derived by hand) is the zero-overhead floor.
+tinymeta runs each workload as written (eager: nodes, graph walk) and replayed
+(tinymeta.Replay: the recorded primitives' array operations only).
 
     python benchmarks/bench_engine.py
 """
@@ -139,11 +141,19 @@ def main():
     tm_data = [tm.tensor(d) for d in data]
     check_agreement(params, data, tm_params, tm_data)
 
+    replayed_first = tm.Replay(lambda *t: tm_first_order(list(t[:6]), *t[6:]))
+    replayed_second = tm.Replay(lambda *t: tm_second_order(list(t[:6]), *t[6:]))
+    for ours, floor in ((replayed_first(*tm_params, *tm_data[:2]), numpy_first_order(params, *data[:2])),
+                        (replayed_second(*tm_params, *tm_data), numpy_second_order(params, *data))):
+        for a, b in zip(ours, floor):
+            np.testing.assert_allclose(a.data, b, rtol=2e-4, atol=1e-5)
     timings = {
         ("first order", "numpy (hand-written)"): lambda: numpy_first_order(params, *data[:2]),
         ("first order", "tinymeta"): lambda: tm_first_order(tm_params, *tm_data[:2]),
+        ("first order", "tinymeta, replayed"): lambda: replayed_first(*tm_params, *tm_data[:2]),
         ("second order", "numpy (hand-written)"): lambda: numpy_second_order(params, *data),
         ("second order", "tinymeta"): lambda: tm_second_order(tm_params, *tm_data),
+        ("second order", "tinymeta, replayed"): lambda: replayed_second(*tm_params, *tm_data),
     }
     try:
         import torch
