@@ -1,7 +1,7 @@
 """Sine-wave regression, the MAML paper's toy experiment: MAML, first-order MAML, Reptile,
 Meta-SGD, iMAML and model pre-training, trained and compared on the same held-out tasks.
 
-    python examples/sine_maml.py                 # all six, the paper's setting, about five minutes
+    python examples/sine_maml.py                 # all six, the paper's setting, about three minutes
     python examples/sine_maml.py --algo maml metasgd imaml --iters 2000
 
 Each task is y = a sin(x - b), a in [0.1, 5], b in [0, pi], x in [-5, 5]; K support
@@ -15,7 +15,7 @@ initialisation on the same 600 test tasks with K points by the step it was
 meta-trained for (plain SGD with lr 0.01; Meta-SGD with its learned rates; iMAML
 with its proximal pull), and reports the query MSE after 0, 1 and 10 steps.
 
-The default iterations keep the whole run near five minutes on 2 cores: MAML
+The default iterations keep the whole run under five minutes on 2 cores: MAML
 and Meta-SGD (the pair compared) get the same 20,000; first-order MAML and
 Reptile 15,000; pre-training, whose loss flattens early, 5,000; iMAML 1,000:
 on this task its initialisation drifts toward ever higher curvature, until the
