@@ -87,6 +87,28 @@ def test_an_output_made_outside_the_primitives_is_refused():
         Replay(lambda x: (x * 2.0, tm.Tensor(x.data + 1.0)))(leaf([1.0, 2.0]))
 
 
+def test_a_tensor_read_from_outside_the_inputs_is_read_afresh_at_every_replay():
+    """A weight the function reads from elsewhere, updated in place or given a new array (as
+    Module.to does), is replayed with its value of now, not the one recorded."""
+    w = leaf([2.0, 3.0], False)
+    replayed = Replay(lambda x: tm.tanh(x * w))
+    x = leaf([0.5, -1.0])
+    replayed(x)
+    for update in (lambda: w.data.__imul__(-0.5), lambda: setattr(w, "data", np.array([10.0, 0.25]))):
+        update()
+        assert np.array_equal(replayed(x).numpy(), np.tanh(x.numpy() * w.numpy()))
+
+
+def test_a_tensor_read_from_outside_the_inputs_that_changed_shape_is_refused():
+    w = leaf([2.0, 3.0], False)
+    replayed = Replay(lambda x: x * w)
+    replayed(leaf([0.5, -1.0]))
+    w.data = np.ones(1)
+    with pytest.raises(ReplayError, match=r"outside its inputs was numpy.ndarray float64 of shape \(2,\) when "
+                                          r"recorded and is numpy.ndarray float64 of shape \(1,\) now"):
+        replayed(leaf([0.5, -1.0]))
+
+
 def test_a_branch_on_a_value_is_refused():
     def clipped(x):
         return x * 2.0 if x.sum() > 0 else x

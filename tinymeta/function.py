@@ -56,7 +56,7 @@ class Function:
             anomaly.check_forward(node, inputs, out)
             anomaly.remember_forward(node)
         if recording is not None:
-            recording.add(node, settings, arrays, out)
+            recording.add(node, settings, inputs, out)
         if grad_mode._state.enabled:
             for x in inputs:
                 if x.requires_grad:

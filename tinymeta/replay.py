@@ -11,7 +11,8 @@ once and from then on runs only the forwards:
     recording   call fn, noting at every Function.apply the node and where each
                 of its input arrays came from: an input of fn, the result of an
                 earlier step, or a constant (the 2.0 of 2 * x, a tensor fn reads
-                from elsewhere, which is then read afresh at every replay)
+                from elsewhere, whose .data is then read afresh at every replay
+                and must keep its shape, dtype and device)
     replay      slots = fn's input arrays, then the constants; for each step
                     slots[out] = node.forward(*[slots[i] for i in ins])
                 and fn's outputs are read from their slots
@@ -32,10 +33,10 @@ checked before a recording is used:
   recording on those same inputs must match it: the same steps, the same
   constants and bit for bit the same outputs. A stale array shows up there.
 
-Every new combination of input shapes, dtypes and requires_grad is recorded
-afresh. The outputs are values: a replay builds no graph, so they cannot be
-differentiated further, which is what a training step needs (MAML's loss and
-meta-gradient, already differentiated inside fn).
+Every new combination of input shapes, dtypes, devices and requires_grad is
+recorded afresh. The outputs are values: a replay builds no graph, so they
+cannot be differentiated further, which is what a training step needs (MAML's
+loss and meta-gradient, already differentiated inside fn).
 """
 import numpy as np
 
@@ -56,7 +57,8 @@ class Replay:
     def __call__(self, *inputs):
         if _state.recording is not None:
             return self.fn(*inputs)
-        key = (grad_mode.is_grad_enabled(),) + tuple((x.shape, x.dtype, x.requires_grad) for x in inputs)
+        key = (grad_mode.is_grad_enabled(),) + tuple((x.shape, x.dtype, type(x.data), x.requires_grad)
+                                                     for x in inputs)
         tape = self.tapes.get(key)
         if tape is None:
             tape, values = self._recorded_and_checked(inputs)
@@ -99,6 +101,7 @@ class _Recording:
         self.slot_of = {}       # id(array) -> slot
         self.arrays = []        # the array of each slot, alive so that no id is reused while recording
         self.constants = {}     # slot -> array, for arrays that are neither inputs nor results
+        self.sources = {}       # slot -> the Tensor whose data a constant is
         self.steps = []         # (node, its settings, input slots, output slot)
         self.n_inputs = len(input_arrays)
         for array in input_arrays:
@@ -109,14 +112,15 @@ class _Recording:
         self.arrays.append(array)
         return len(self.arrays) - 1
 
-    def _slot(self, array):
-        slot = self.slot_of.get(id(array))
+    def _slot(self, tensor):
+        slot = self.slot_of.get(id(tensor.data))
         if slot is None:
-            slot = self._new_slot(array)
-            self.constants[slot] = array
+            slot = self._new_slot(tensor.data)
+            self.constants[slot] = tensor.data
+            self.sources[slot] = tensor
         return slot
 
-    def add(self, node, settings, arrays, out):
+    def add(self, node, settings, inputs, out):
         """Note one applied primitive: its settings (the node's attributes before forward ran), inputs, output."""
         name = node.name()
         held = [key for key, value in settings.items() if type(value).__name__ == "ndarray"]  # numpy's or cupy's
@@ -127,7 +131,7 @@ class _Recording:
         if kept:
             raise ReplayError(f"Replay({self.owner}): {name}'s forward keeps arrays on its node "
                               f"({', '.join(kept)}) for later nodes, which a replay does not pass on")
-        ins = tuple(self._slot(a) for a in arrays)
+        ins = tuple(self._slot(x) for x in inputs)
         self.steps.append((node, settings, ins, self._new_slot(out)))
 
     def finished(self, results, many):
@@ -158,14 +162,20 @@ class _Tape:
             node.release()  # the recorded graph is not needed: the steps hold the nodes for their forwards
         self.steps = [(node.forward, ins, out, tuple(free))
                       for (node, _, ins, out), free in zip(recording.steps, frees)]
-        self.initial = [None] * len(recording.arrays)
-        for slot, array in self.constants.items():
-            self.initial[slot] = array
+        self.owner = recording.owner
+        self.sources = [(slot, tensor, _kind(self.constants[slot])) for slot, tensor in recording.sources.items()]
+        self.slot_count = len(recording.arrays)
 
     def run(self, arrays):
         """fn's output arrays for these input arrays (shapes and dtypes as recorded)."""
-        slots = self.initial.copy()
+        slots = [None] * self.slot_count
         slots[:self.n_inputs] = arrays
+        for slot, tensor, kind in self.sources:
+            if _kind(tensor.data) != kind:
+                raise ReplayError(f"Replay({self.owner}): a tensor it reads from outside its inputs was "
+                                  f"{_describe(kind)} when recorded and is {_describe(_kind(tensor.data))} now; "
+                                  "pass it as an input, or make a new Replay")
+            slots[slot] = tensor.data
         for forward, ins, out, free in self.steps:
             value = forward(*[slots[i] for i in ins])
             slots[out] = np.asarray(value) if isinstance(value, np.generic) else value
@@ -186,6 +196,15 @@ class _Tape:
             if not _same(mine, theirs):
                 return f"output {i} differs"
         return ""
+
+
+def _kind(array):
+    return array.shape, array.dtype, type(array)
+
+
+def _describe(kind):
+    shape, dtype, array_type = kind
+    return f"{array_type.__module__}.{array_type.__name__} {dtype} of shape {shape}"
 
 
 def _same(a, b):
