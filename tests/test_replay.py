@@ -109,6 +109,14 @@ def test_a_tensor_read_from_outside_the_inputs_that_changed_shape_is_refused():
         replayed(leaf([0.5, -1.0]))
 
 
+def test_under_detect_anomaly_the_function_runs_itself_so_that_its_ops_are_checked():
+    replayed = Replay(lambda x: tm.log(x) * 2.0)
+    replayed(leaf([1.0, 2.0]))
+    with tm.detect_anomaly(), np.errstate(invalid="ignore"):
+        with pytest.raises(FloatingPointError, match="log: 1 of its 2 output values are NaN"):
+            replayed(leaf([1.0, -1.0]))
+
+
 def test_a_branch_on_a_value_is_refused():
     def clipped(x):
         return x * 2.0 if x.sum() > 0 else x

@@ -40,7 +40,7 @@ loss and meta-gradient, already differentiated inside fn).
 """
 import numpy as np
 
-from . import grad_mode
+from . import anomaly, grad_mode
 from .backend import get_array_module, to_numpy
 from .recording import ReplayError, _state
 from .tensor import Tensor
@@ -48,14 +48,15 @@ from .tensor import Tensor
 
 class Replay:
     """fn(*tensors) -> Tensor or tuple of Tensors, called as recorded steps after the first call
-    (see the module docstring). Calls inside another recording run fn itself, to be recorded there."""
+    (see the module docstring). Calls inside another recording run fn itself, to be recorded there,
+    and so do calls under detect_anomaly(), so that each of fn's ops is checked as it runs."""
 
     def __init__(self, fn):
         self.fn = fn
         self.tapes = {}
 
     def __call__(self, *inputs):
-        if _state.recording is not None:
+        if _state.recording is not None or anomaly.is_anomaly_enabled():
             return self.fn(*inputs)
         key = (grad_mode.is_grad_enabled(),) + tuple((x.shape, x.dtype, type(x.data), x.requires_grad)
                                                      for x in inputs)
