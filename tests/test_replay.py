@@ -117,6 +117,13 @@ def test_under_detect_anomaly_the_function_runs_itself_so_that_its_ops_are_check
             replayed(leaf([1.0, -1.0]))
 
 
+def test_an_input_that_is_not_a_tensor_is_refused_by_name():
+    def doubled(x, y):
+        return x * 2.0 + y
+    with pytest.raises(TypeError, match=r"Replay\(.*doubled\): takes Tensors, got \(Tensor, ndarray\)"):
+        Replay(doubled)(leaf([1.0]), np.ones(1))
+
+
 def test_a_branch_on_a_value_is_refused():
     def clipped(x):
         return x * 2.0 if x.sum() > 0 else x

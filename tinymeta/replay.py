@@ -58,8 +58,12 @@ class Replay:
     def __call__(self, *inputs):
         if _state.recording is not None or anomaly.is_anomaly_enabled():
             return self.fn(*inputs)
-        key = (grad_mode.is_grad_enabled(),) + tuple((x.shape, x.dtype, type(x.data), x.requires_grad)
-                                                     for x in inputs)
+        try:
+            key = (grad_mode.is_grad_enabled(),) + tuple((x.shape, x.dtype, type(x.data), x.requires_grad)
+                                                         for x in inputs)
+        except AttributeError:
+            raise TypeError(f"Replay({_name(self.fn)}): takes Tensors, got "
+                            f"({', '.join(type(x).__name__ for x in inputs)})") from None
         tape = self.tapes.get(key)
         if tape is None:
             tape, values = self._recorded_and_checked(inputs)
@@ -101,8 +105,7 @@ class _Recording:
         self.owner = owner
         self.slot_of = {}       # id(array) -> slot
         self.arrays = []        # the array of each slot, alive so that no id is reused while recording
-        self.constants = {}     # slot -> array, for arrays that are neither inputs nor results
-        self.sources = {}       # slot -> the Tensor whose data a constant is
+        self.constants = {}     # slot -> the Tensor of an array that is neither an input nor a result
         self.steps = []         # (node, its settings, input slots, output slot)
         self.n_inputs = len(input_arrays)
         for array in input_arrays:
@@ -117,8 +120,7 @@ class _Recording:
         slot = self.slot_of.get(id(tensor.data))
         if slot is None:
             slot = self._new_slot(tensor.data)
-            self.constants[slot] = tensor.data
-            self.sources[slot] = tensor
+            self.constants[slot] = tensor
         return slot
 
     def add(self, node, settings, inputs, out):
@@ -148,7 +150,8 @@ class _Tape:
 
     def __init__(self, recording, output_slots, many):
         self.n_inputs, self.outputs, self.many = recording.n_inputs, output_slots, many
-        self.constants = recording.constants
+        # (slot, the Tensor, its array when recorded): read afresh at each run, checked against the recording
+        self.constants = [(slot, tensor, recording.arrays[slot]) for slot, tensor in recording.constants.items()]
         self.signature = [(type(node), settings, ins, out) for node, settings, ins, out in recording.steps]
         # free each slot after the last step that reads it, as the eager run frees its temporaries
         last_read = {}
@@ -157,26 +160,26 @@ class _Tape:
             last_read.setdefault(out, step)
         frees = [[] for _ in recording.steps]
         for slot, step in last_read.items():
-            if slot >= self.n_inputs and slot not in self.constants and slot not in output_slots:
+            if slot >= self.n_inputs and slot not in recording.constants and slot not in output_slots:
                 frees[step].append(slot)
         for node, *_ in recording.steps:
             node.release()  # the recorded graph is not needed: the steps hold the nodes for their forwards
         self.steps = [(node.forward, ins, out, tuple(free))
                       for (node, _, ins, out), free in zip(recording.steps, frees)]
         self.owner = recording.owner
-        self.sources = [(slot, tensor, _kind(self.constants[slot])) for slot, tensor in recording.sources.items()]
         self.slot_count = len(recording.arrays)
 
     def run(self, arrays):
         """fn's output arrays for these input arrays (shapes and dtypes as recorded)."""
         slots = [None] * self.slot_count
         slots[:self.n_inputs] = arrays
-        for slot, tensor, kind in self.sources:
-            if _kind(tensor.data) != kind:
+        for slot, tensor, recorded in self.constants:
+            data = tensor.data
+            if data is not recorded and _kind(data) != _kind(recorded):
                 raise ReplayError(f"Replay({self.owner}): a tensor it reads from outside its inputs was "
-                                  f"{_describe(kind)} when recorded and is {_describe(_kind(tensor.data))} now; "
+                                  f"{_describe(recorded)} when recorded and is {_describe(data)} now; "
                                   "pass it as an input, or make a new Replay")
-            slots[slot] = tensor.data
+            slots[slot] = data
         for forward, ins, out, free in self.steps:
             value = forward(*[slots[i] for i in ins])
             slots[out] = np.asarray(value) if isinstance(value, np.generic) else value
@@ -190,8 +193,8 @@ class _Tape:
         if other.signature != self.signature:
             steps = len(self.signature), len(other.signature)
             return f"other steps ({steps[0]} recorded first, {steps[1]} now)"
-        for slot, array in self.constants.items():
-            if not _same(array, other.constants[slot]):
+        for (_, _, array), (_, _, theirs) in zip(self.constants, other.constants):
+            if not _same(array, theirs):
                 return f"a constant of shape {np.shape(array)} changed"
         for i, (mine, theirs) in enumerate(zip(replayed, computed)):
             if not _same(mine, theirs):
@@ -203,9 +206,8 @@ def _kind(array):
     return array.shape, array.dtype, type(array)
 
 
-def _describe(kind):
-    shape, dtype, array_type = kind
-    return f"{array_type.__module__}.{array_type.__name__} {dtype} of shape {shape}"
+def _describe(array):
+    return f"{type(array).__module__}.{type(array).__name__} {array.dtype} of shape {array.shape}"
 
 
 def _same(a, b):
