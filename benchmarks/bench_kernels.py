@@ -8,6 +8,7 @@ Batch 80 (5-way x 16 images), float32.  Convolutions: 3x3, padding 1, stride 1,
 stride 2 over 64 channels of 28x28, 14x14, 7x7.  Also:
   - the machine's float32 matmul rate (numpy BLAS, 1024^3), the ceiling that
     each convolution's GFLOP/s is printed beside;
+  - ReLU's backward (g where a >= 0, else 0) on the 64-channel activations;
   - a whole step of that net (the forward chain conv, pool, ..., conv, then
     every gradient the weights need), run as one sequence;
   - why the kernels run their prange loops on numba's workqueue threading
@@ -73,6 +74,14 @@ def torch_pool_ops(x, gy):
     backward = torch.ops.aten.max_pool2d_with_indices_backward
     return {"forward": lambda: F.max_pool2d(x, 2, 2, return_indices=True),
             "backward": lambda: backward(gy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, argmax)}
+
+
+def relu_backward_ops(a, g):
+    ops = {"reference": lambda: R.relu_backward(g, a), "numba": lambda: K.relu_backward(g, a)}
+    if torch is not None:
+        ta, tg = torch.from_numpy(a), torch.from_numpy(g)
+        ops["torch"] = lambda: torch.ops.aten.threshold_backward(tg, ta, 0)
+    return ops
 
 
 def numpy_step(module, x, weights, gy):
@@ -208,6 +217,10 @@ def main():
         for op in impls["numba"]:
             add_row(f"max_pool2d {op}", f"{OUT}, {size}x{size}",
                     {name: ops[op] for name, ops in impls.items()})
+    relu_rng = np.random.default_rng(1)  # its own stream: the step below keeps the inputs it was checked on
+    for size in POOLS:
+        a, g = (relu_rng.standard_normal((BATCH, OUT, size, size)).astype(np.float32) for _ in range(2))
+        add_row("relu backward", f"{OUT}, {size}x{size}", relu_backward_ops(a, g), in_step=False)
 
     x = rng.standard_normal((BATCH, 1, 28, 28)).astype(np.float32)
     weights = [rng.standard_normal((OUT, c, KERNEL, KERNEL)).astype(np.float32) for c, _ in CONVS]
@@ -252,7 +265,8 @@ def main():
         markdown_table(header, rows),
         "",
         "Whole step: convolutions forward and weight gradients, input gradients of convs 2-4, "
-        "pools forward and backward (the sum leaves out conv 1's grad_input).",
+        "pools forward and backward (the sum leaves out conv 1's grad_input, and the ReLU rows: "
+        "this step has no ReLU).",
         "",
         f"Why the kernels' prange loops run on numba's workqueue layer: a BLAS product (64x576 @ 576x2048) "
         f"alternated with a numba loop takes {_ms_or_na(switch['omp'])} ms per pair when the loop is a prange "
